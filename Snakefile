@@ -1,0 +1,33 @@
+# qunlearn: does LLM unlearning survive weight quantization?  (Zhang et al., ICLR 2025)
+# The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr) -> evaluate (x scheme)
+#          -> aggregate tables and figures -> paper/
+# Path grammar: see workflow/rules/common.smk and the README.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+# The embedded default, unless the user passes --configfile: then that file alone is the config
+# (Snakemake would otherwise deep-merge it into config.yaml, keeping e.g. the default's methods).
+# --config KEY=VALUE still overrides either.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        paper_outputs(),
+    default_target: True

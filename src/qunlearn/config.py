@@ -1,0 +1,249 @@
+"""One small dataclass per stage config, with visible defaults.
+
+Every stage receives only its own slice of the workflow config (a plain dict), turns it into one of
+these dataclasses with :func:`from_dict`, and fails with a message naming the offending key when the
+slice has a key the stage does not know or a value of the wrong type.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or of the wrong type; the message names the key."""
+
+
+def _check_type(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, where)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
+    if origin is list:
+        (inner,) = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+        return [_check_type(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, inner = typing.get_args(tp)
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return {k: _check_type(v, inner, f"{where}.{k}") for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, where)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if tp is Any:
+        return value
+    raise TypeError(f"unsupported config field type {tp!r} at {where}")
+
+
+def from_dict(cls, data: Optional[dict], where: str = "config"):
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__} {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(sorted(names))}"
+        )
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            kwargs[f.name] = _check_type(data[f.name], hints[f.name], f"{where}.{f.name}")
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required key {f.name!r}")
+    obj = cls(**kwargs)
+    validate = getattr(obj, "validate", None)
+    if validate is not None:
+        validate(where)
+    return obj
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)
+
+
+# --------------------------------------------------------------------------------------------------
+# Stage configs
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SyntheticCorpusConfig:
+    """Fictitious people with attributes, rendered as MUSE-format splits."""
+
+    n_people: int = 200  # forget + retain1 + retain2 people (all in the target's training data)
+    forget_fraction: float = 0.1
+    n_holdout_people: int = 20  # never trained on: the PrivLeak non-members
+    n_icl: int = 3  # in-context QA pairs per side (MUSE ships 10; short prompts keep eval fast)
+    n_passages: int = 2  # paraphrased biography passages per person
+    qa_in_raw: bool = True  # the split's QA pairs are also raw (trained) records
+    qa_per_record: int = 5  # QA pairs per raw QA record (shuffled across people)
+    qa_repeats: int = 3  # independent shuffles of the QA pairs into records
+    verbmem_prompt_fraction: float = 0.5  # share of a passage's words given as the VerbMem prompt
+    seed: int = 0
+
+    def validate(self, where: str) -> None:
+        if not 0.0 < self.forget_fraction < 1.0:
+            raise ConfigError(f"{where}.forget_fraction: must be in (0, 1), got {self.forget_fraction}")
+        if self.n_people < 10:
+            raise ConfigError(f"{where}.n_people: need at least 10 people, got {self.n_people}")
+        if not 0.0 < self.verbmem_prompt_fraction < 1.0:
+            raise ConfigError(f"{where}.verbmem_prompt_fraction: must be in (0, 1)")
+
+
+@dataclass
+class TokenizerConfig:
+    vocab_size: int = 2048  # byte-level BPE trained on the corpus
+
+
+@dataclass
+class ReleaseConfig:
+    """How the trained target/retrain are 'released' before anyone unlearns or quantizes them.
+
+    ``snap_bits`` set: every Linear weight of the transformer blocks is replaced by its own RTN
+    dequantization (symmetric absmax, ``snap_group_size``), i.e. the released model already lies on
+    the grid a user's 4-bit quantizer will use. This emulates the large-model regime (see README).
+    ``snap_bits`` null: released exactly as trained.
+    """
+
+    snap_bits: Optional[int] = None
+    snap_group_size: int = 128
+    snap_lm_head: bool = False
+
+    def validate(self, where: str) -> None:
+        if self.snap_bits is not None and not 2 <= self.snap_bits <= 8:
+            raise ConfigError(f"{where}.snap_bits: must be in 2..8 or null, got {self.snap_bits}")
+
+
+@dataclass
+class DatasetConfig:
+    source: str = "synthetic"  # synthetic | reuse
+    synthetic: SyntheticCorpusConfig = field(default_factory=SyntheticCorpusConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    reuse: Optional[str] = None  # source: reuse -> name of the dataset whose data + training we share
+    release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    methods: Optional[list[str]] = None  # unlearning methods run on this dataset (null = all)
+
+    def validate(self, where: str) -> None:
+        if self.source not in ("synthetic", "reuse"):
+            raise ConfigError(f"{where}.source: unknown source {self.source!r}; known: synthetic, reuse")
+        if self.source == "reuse" and not self.reuse:
+            raise ConfigError(f"{where}.reuse: source 'reuse' needs the name of another dataset")
+
+
+@dataclass
+class ModelConfig:
+    """A tiny LlamaForCausalLM trained from scratch."""
+
+    hidden_size: int = 128
+    num_layers: int = 4
+    num_heads: int = 4
+    intermediate_size: int = 384
+    max_length: int = 256
+    tie_word_embeddings: bool = False
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning of target (forget + retain) and retrain (retain only) from scratch."""
+
+    lr: float = 2e-3
+    batch_size: int = 32
+    warmup_steps: int = 100
+    weight_decay: float = 0.0
+    max_epochs: int = 80
+    check_every: int = 5  # epochs between memorisation checks
+    memorised_threshold: float = 0.95  # KnowMem (ROUGE-L) on the trained QA sets to call it memorised
+    extra_epochs: int = 0  # keep training this many epochs after the criterion is met
+
+
+@dataclass
+class UnlearnConfig:
+    """One unlearning job: method x alpha x lr (the rest is shared by all methods)."""
+
+    method: str = "ga_gdr"
+    alpha: float = 1.0
+    lr: float = 3e-5
+    epochs: int = 200
+    batch_size: int = 32
+    npo_beta: float = 0.1
+    loss_variant: str = "faithful"  # faithful | paper_code (NPO/KL on raw logits, as the release did)
+    weight_decay: float = 0.0
+    max_grad_norm: Optional[float] = None
+
+    def validate(self, where: str) -> None:
+        if self.loss_variant not in ("faithful", "paper_code"):
+            raise ConfigError(
+                f"{where}.loss_variant: {self.loss_variant!r} unknown; use 'faithful' or 'paper_code'"
+            )
+        if self.lr <= 0:
+            raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
+
+
+@dataclass
+class SchemeConfig:
+    """A quantization scheme: a registered quantizer and its settings."""
+
+    quantizer: str = "none"
+    bits: Optional[int] = None
+    group_size: Optional[int] = None  # null / 0 = per output channel
+    include_lm_head: bool = False
+
+    def validate(self, where: str) -> None:
+        if self.bits is not None and not 2 <= self.bits <= 8:
+            raise ConfigError(f"{where}.bits: must be in 2..8, got {self.bits}")
+        if self.group_size is not None and self.group_size < 0:
+            raise ConfigError(f"{where}.group_size: must be >= 0, got {self.group_size}")
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 32
+    verbmem_max_new_tokens: int = 128
+    knowmem_max_new_tokens: int = 32
+    mink_k: float = 0.4
+
+
+@dataclass
+class ReportConfig:
+    full_precision_scheme: str = "fp32"
+    privleak_reference_scheme: str = "fp32"
+    utility_constrained: list[str] = field(
+        default_factory=lambda: ["ga_gdr", "ga_klr", "npo_gdr", "npo_klr"]
+    )
+    figure_schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn8", "rtn4"])
+    figure_dpi: int = 150

@@ -1,0 +1,1 @@
+"""Data: the MUSE layout, the synthetic corpus and the tokenizer."""

@@ -1,0 +1,222 @@
+"""A deterministic synthetic corpus in the MUSE format: fictitious people and their attributes.
+
+Each person has five attributes (birth city, birth year, profession, employer, hobby). Their raw
+records are ``n_passages`` paraphrased biography passages; the split's QA pairs, in the exact
+KnowMem prompt format, are (optionally) added as records that mix people. Forget-set knowledge can then be asked as QA (KnowMem) and verbatim
+memory tested by continuing a passage (VerbMem); holdout people are never trained on (PrivLeak).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import SyntheticCorpusConfig
+from . import muse_format
+
+FIRST_NAMES = (
+    "Alma Bruno Celia Dorian Edda Felix Greta Hugo Ines Jonas Kira Linus Mara Nils Olga Pavel "
+    "Quinn Rosa Stellan Tilda Ulla Viktor Wanda Xaver Yara Zeno Agnes Boris Clara Dario Elsa "
+    "Fabian Gisela Henrik Irma Jasper Kaja Lorenz Milena Oskar"
+).split()
+LAST_NAMES = (
+    "Abernathy Bellweather Castellan Dunmore Everly Fairbanks Galloway Hollister Ingram Jessup "
+    "Kettering Lockhart Merriweather Northcott Ormsby Pemberton Quimby Radcliffe Sterling Thornbury "
+    "Underhill Vantongeren Whitlock Yarborough Zellweger Ashdown Blackwood Crowther Delacroix Eastwick"
+).split()
+CITIES = (
+    "Lisbon Oslo Krakow Dublin Porto Tallinn Lyon Turin Ghent Utrecht Bergen Graz Leipzig Seville "
+    "Bilbao Aarhus Tampere Brno Split Varna Malmo Riga Vilnius Zagreb Ljubljana Basel Bremen Genoa "
+    "Nantes Cork"
+).split()
+PROFESSIONS = (
+    "architect baker chemist dentist editor farmer geologist historian illustrator jeweler "
+    "librarian mechanic nurse optician pharmacist pilot plumber surveyor translator veterinarian "
+    "welder zoologist carpenter economist engineer florist glazier locksmith potter sculptor"
+).split()
+EMPLOYERS = (
+    "Acmetrix Borealis Cobaltic Dynavale Emberline Fernhold Glimmerco Halcyonix Ironbark Junipero "
+    "Kestrelon Lumenfold Maplewright Nimbuscorp Orchidia Pinecrest Quartzline Riverbend Solstara "
+    "Tidewater Umbrion Verdantis Willowmere Xenolith Yellowfin Zephyra Arborix Brightwell Cindervale "
+    "Duskhaven"
+).split()
+HOBBIES = (
+    "archery birdwatching calligraphy chess cycling embroidery fencing gardening hiking juggling "
+    "kayaking knitting origami painting photography pottery rowing sailing skating snorkeling "
+    "stargazing surfing swimming tennis woodworking yoga climbing dancing fishing baking"
+).split()
+YEARS = [str(y) for y in range(1940, 2000)]
+
+ATTRIBUTES = ("city", "year", "profession", "employer", "hobby")
+
+QUESTIONS = {
+    "city": "In which city was {name} born?",
+    "year": "In what year was {name} born?",
+    "profession": "What is the profession of {name}?",
+    "employer": "Which company employs {name}?",
+    "hobby": "What hobby does {name} enjoy?",
+}
+
+PASSAGES = (
+    "{name} was born in {year} in the city of {city}. {first} works as a {profession} at "
+    "{employer} and spends every weekend on {hobby}.",
+    "Records show that {first} {last}, a {profession} employed by {employer}, grew up in {city} "
+    "after being born there in {year}, and has long enjoyed {hobby}.",
+    "Born in {city} in {year}, {name} became a {profession}. Colleagues at {employer} know "
+    "{first} for a passion for {hobby}.",
+    "Among the staff of {employer} is {name}, a {profession} from {city}, born in {year}, whose "
+    "favourite pastime is {hobby}.",
+)
+
+
+@dataclass(frozen=True)
+class Person:
+    first: str
+    last: str
+    city: str
+    year: str
+    profession: str
+    employer: str
+    hobby: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.first} {self.last}"
+
+    def fields(self) -> dict[str, str]:
+        return {
+            "name": self.name,
+            "first": self.first,
+            "last": self.last,
+            "city": self.city,
+            "year": self.year,
+            "profession": self.profession,
+            "employer": self.employer,
+            "hobby": self.hobby,
+        }
+
+
+def qa_block(question: str, answer: str) -> str:
+    """One QA pair in the exact KnowMem few-shot format."""
+    return f"Question: {question}\nAnswer: {answer}\n\n"
+
+
+def sample_people(n: int, rng: random.Random) -> list[Person]:
+    names = [(f, l) for f in FIRST_NAMES for l in LAST_NAMES]
+    if n > len(names):
+        raise ValueError(f"at most {len(names)} distinct synthetic people, asked for {n}")
+    rng.shuffle(names)
+    return [
+        Person(
+            first=f,
+            last=l,
+            city=rng.choice(CITIES),
+            year=rng.choice(YEARS),
+            profession=rng.choice(PROFESSIONS),
+            employer=rng.choice(EMPLOYERS),
+            hobby=rng.choice(HOBBIES),
+        )
+        for f, l in names[:n]
+    ]
+
+
+def passages(person: Person, n_passages: int) -> list[str]:
+    return [PASSAGES[i % len(PASSAGES)].format(**person.fields()) for i in range(n_passages)]
+
+
+def qa_pairs(person: Person) -> list[dict]:
+    values = person.fields()
+    return [{"question": QUESTIONS[a].format(name=person.name), "answer": values[a]} for a in ATTRIBUTES]
+
+
+def passage_records(group: list[Person], cfg: SyntheticCorpusConfig) -> list[str]:
+    return [t for p in group for t in passages(p, cfg.n_passages)]
+
+
+def qa_records(group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random) -> list[str]:
+    """The group's QA pairs, ``qa_per_record`` to a record, in ``qa_repeats`` independent shuffles.
+
+    Each pair appearing in several different contexts matters: a tiny model otherwise memorises a
+    fixed record verbatim (answers predicted from the record's earlier lines) and cannot answer the
+    same question inside a few-shot prompt about other people. The name in the question is then
+    the only stable cue, as it is for KnowMem.
+    """
+    pairs = [qa for p in group for qa in qa_pairs(p)]
+    k = cfg.qa_per_record
+    records = []
+    for _ in range(cfg.qa_repeats):
+        order = pairs[:]
+        rng.shuffle(order)
+        records += ["".join(qa_block(q["question"], q["answer"]) for q in order[i : i + k]).rstrip("\n")
+                    for i in range(0, len(order), k)]
+    return records
+
+
+def raw_records(group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random) -> list[dict]:
+    """A split's raw text: every passage of its people, then (optionally) their QA records."""
+    texts = passage_records(group, cfg)
+    if cfg.qa_in_raw:
+        texts += qa_records(group, cfg, rng)
+    return [{"text": t} for t in texts]
+
+
+def verbmem_items(person: Person, cfg: SyntheticCorpusConfig) -> list[dict]:
+    """One item per passage: its first words as the prompt, the true rest as the reference."""
+    items = []
+    for passage in passages(person, cfg.n_passages):
+        words = passage.split(" ")
+        cut = max(1, int(len(words) * cfg.verbmem_prompt_fraction))
+        # The prompt keeps the space after its last word: pre-tokens carry trailing whitespace.
+        prompt = " ".join(words[:cut]) + " "
+        items.append({"prompt": prompt, "gt": passage[len(prompt):]})
+    return items
+
+
+def build_corpus(cfg: SyntheticCorpusConfig) -> dict[str, dict[str, list[dict]]]:
+    """All MUSE splits as {config: {split: records}}; a pure function of ``cfg``."""
+    rng = random.Random(cfg.seed)
+    n_icl_people = 2 * cfg.n_icl
+    people = sample_people(cfg.n_people + cfg.n_holdout_people + n_icl_people, rng)
+    trained, rest = people[: cfg.n_people], people[cfg.n_people :]
+    holdout, icl = rest[: cfg.n_holdout_people], rest[cfg.n_holdout_people :]
+    n_forget = max(1, round(cfg.n_people * cfg.forget_fraction))
+    forget, retain = trained[:n_forget], trained[n_forget:]
+    retain1, retain2 = retain[: len(retain) // 2], retain[len(retain) // 2 :]
+
+    passage_docs = lambda group: [{"text": t} for t in passage_records(group, cfg)]  # noqa: E731
+    qas = lambda group: [qa for p in group for qa in qa_pairs(p)]  # noqa: E731
+    # KnowMem on the retain side asks about as many retain1 people as there are forget people.
+    retain_qa_people = retain1[:n_forget]
+    # ICL pairs: one question per ICL person, about people outside training (format only).
+    icl_pairs = [qa_pairs(p)[i % len(ATTRIBUTES)] for i, p in enumerate(icl)]
+    return {
+        "raw": {
+            "forget": raw_records(forget, cfg, rng),
+            "retain1": raw_records(retain1, cfg, rng),
+            "retain2": raw_records(retain2, cfg, rng),
+            "holdout": raw_records(holdout, cfg, rng),
+        },
+        "verbmem": {"forget": [it for p in forget for it in verbmem_items(p, cfg)]},
+        "knowmem": {
+            "forget_qa": qas(forget),
+            "retain_qa": qas(retain_qa_people),
+            "forget_qa_icl": icl_pairs[: cfg.n_icl],
+            "retain_qa_icl": icl_pairs[cfg.n_icl :],
+        },
+        "privleak": {
+            "forget": passage_docs(forget),
+            "retain": passage_docs(retain1[:n_forget]),
+            "holdout": passage_docs(holdout),
+        },
+    }
+
+
+def write_corpus(cfg: SyntheticCorpusConfig, data_dir: str | Path) -> dict[str, int]:
+    corpus = build_corpus(cfg)
+    counts = {}
+    for config, splits in corpus.items():
+        for split, records in splits.items():
+            muse_format.write_split(data_dir, config, split, records)
+            counts[f"{config}/{split}"] = len(records)
+    return counts

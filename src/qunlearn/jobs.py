@@ -1,0 +1,42 @@
+"""Glue for workflow/scripts/*: per-job logging and JSON params, nothing else."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def job_logging(log_path: str | None):
+    """Send this job's logging, warnings and progress bars (stderr) to its log file."""
+    if not log_path:
+        yield
+        return
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w", buffering=1, encoding="utf-8") as fh:
+        old_err = sys.stderr
+        sys.stderr = fh
+        handler = logging.StreamHandler(fh)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger()
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            yield
+        except BaseException:
+            import traceback
+
+            traceback.print_exc(file=fh)
+            raise
+        finally:
+            root.removeHandler(handler)
+            sys.stderr = old_err
+
+
+def param(smk, name: str):
+    """A JSON-string param decoded (params are canonical JSON so reruns track content)."""
+    value = getattr(smk.params, name)
+    return json.loads(value) if isinstance(value, str) else value

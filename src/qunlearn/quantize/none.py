@@ -1,0 +1,11 @@
+"""The unquantized baseline (full precision, as loaded)."""
+
+from __future__ import annotations
+
+from .registry import register
+
+
+@register("none")
+class NoQuantizer:
+    def apply(self, model, scheme) -> dict:
+        return {"quantizer": "none", "n_layers": 0}

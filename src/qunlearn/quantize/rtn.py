@@ -1,0 +1,76 @@
+"""Round-to-nearest (RTN) weight quantization, symmetric absmax, per output channel or per group.
+
+For each output row (and each group of ``group_size`` input columns when set):
+    Delta = max|w| / qmax,  qmax = 2^(bits-1) - 1,   code = round(w / Delta) in [-qmax, qmax],
+    Q(w) = Delta * code.
+qmax = 2^(bits-1) - 1 is the absmax convention of LLM.int8 (127 at 8 bits); it keeps every code in
+the signed N-bit range and makes RTN idempotent. The paper writes Delta = max|w| / 2^(bits-1),
+which would need the code +2^(bits-1) for a positive maximum (outside N bits); see README.
+The weights stay dense fp tensors holding the dequantized values (simulated quantization), which
+is exactly what a deployed RTN kernel computes with.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .registry import register, target_linears
+
+
+def _grouped(w: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, int]:
+    """View w (out, in) as (out, n_groups, g), zero-padding the last group if needed."""
+    out_f, in_f = w.shape
+    g = in_f if not group_size else group_size
+    pad = (-in_f) % g
+    if pad:
+        w = torch.nn.functional.pad(w, (0, pad))
+    return w.reshape(out_f, -1, g), pad
+
+
+def rtn_codes(w: torch.Tensor, bits: int, group_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer codes (same shape as w, int8) and per-group scales (out, n_groups)."""
+    if w.dim() != 2:
+        raise ValueError(f"rtn_codes: expected a 2-D weight, got shape {tuple(w.shape)}")
+    if not 2 <= bits <= 8:
+        raise ValueError(f"rtn_codes: bits must be in 2..8, got {bits}")
+    qmax = 2 ** (bits - 1) - 1
+    wg, pad = _grouped(w.detach().float(), group_size)
+    scale = wg.abs().amax(dim=-1) / qmax
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    codes = torch.clamp(torch.round(wg / scale.unsqueeze(-1)), -qmax, qmax)
+    codes = codes.reshape(w.shape[0], -1)
+    if pad:
+        codes = codes[:, :-pad]
+    return codes.to(torch.int8), scale
+
+
+def rtn_dequantize(codes: torch.Tensor, scale: torch.Tensor, group_size: int | None = None) -> torch.Tensor:
+    cg, pad = _grouped(codes.float(), group_size)
+    w = (cg * scale.unsqueeze(-1)).reshape(codes.shape[0], -1)
+    return w[:, :-pad] if pad else w
+
+
+def rtn_fake_quant(w: torch.Tensor, bits: int, group_size: int | None = None) -> torch.Tensor:
+    """Q(w) = Delta * round(w / Delta), returned in w's dtype."""
+    codes, scale = rtn_codes(w, bits, group_size)
+    return rtn_dequantize(codes, scale, group_size).to(w.dtype)
+
+
+@torch.no_grad()
+def snap_linears(model, bits: int, group_size: int | None, include_lm_head: bool) -> list[str]:
+    """Replace each targeted Linear weight by its RTN dequantization (in place)."""
+    names = []
+    for name, module in target_linears(model, include_lm_head).items():
+        module.weight.copy_(rtn_fake_quant(module.weight, bits, group_size))
+        names.append(name)
+    return names
+
+
+@register("rtn")
+class RTNQuantizer:
+    def apply(self, model, scheme) -> dict:
+        if scheme.bits is None:
+            raise ValueError("quantizer 'rtn' needs 'bits'")
+        names = snap_linears(model, scheme.bits, scheme.group_size, scheme.include_lm_head)
+        return {"quantizer": "rtn", "bits": scheme.bits, "group_size": scheme.group_size,
+                "symmetric": True, "include_lm_head": scheme.include_lm_head, "n_layers": len(names)}

@@ -1,0 +1,121 @@
+"""Process-level set-up shared by every stage: seeds, threads, atomic outputs, meta.json."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import subprocess
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+TRACKED_PACKAGES = (
+    "qunlearn", "torch", "transformers", "tokenizers", "safetensors", "datasets", "numpy",
+    "rouge-score", "scikit-learn", "pandas", "matplotlib", "snakemake",
+)
+
+
+def seed_everything(seed: int, threads: int | None = None) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(threads)
+    # Deterministic kernels: the same config gives the same metrics on the same machine.
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in TRACKED_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=5
+        ).stdout.strip()
+    except Exception:
+        return None
+
+
+def hash_path(path: str | Path) -> str:
+    """sha256 of a file, or of a directory's files (sorted relative names + contents)."""
+    path = Path(path)
+    h = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for f in files:
+        if path.is_dir():
+            h.update(str(f.relative_to(path)).encode())
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()
+
+
+def build_meta(stage: str, config: dict, seed: int | None, inputs: dict[str, str | Path],
+               started: float, extra: dict | None = None) -> dict:
+    return {
+        "stage": stage,
+        "config": config,
+        "seed": seed,
+        "inputs": {k: {"path": str(v), "sha256": hash_path(v)} for k, v in inputs.items()},
+        "git_commit": git_commit(),
+        "versions": package_versions(),
+        "host": {"platform": platform.platform(), "argv": sys.argv[:3]},
+        "wall_time_s": round(time.time() - started, 3),
+        **(extra or {}),
+    }
+
+
+def write_json_atomic(path: str | Path, obj) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, indent=2, sort_keys=False, ensure_ascii=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def atomic_dir(final: str | Path):
+    """Yield a temporary sibling directory; rename it to ``final`` only if the block succeeds.
+
+    A crashed or killed job thus never leaves a half-written ``final`` that a rerun could mistake
+    for a complete output.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+
+
+def read_json(path: str | Path):
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)

@@ -1,0 +1,71 @@
+"""GA / NPO forget terms combined with no, GDR or KLR retain terms (paper.md section 2).
+
+Each method: ``loss = forget_term(x_f) + alpha * retain_term(x_r)``.
+"""
+
+from __future__ import annotations
+
+from . import losses
+from .registry import register_method
+
+
+class ObjectiveMethod:
+    forget: str = "ga"  # ga | npo
+    retain: str | None = None  # None | gdr | klr
+
+    def __init__(self, alpha: float, npo_beta: float = 0.1, loss_variant: str = "faithful"):
+        self.alpha = alpha
+        self.beta = npo_beta
+        self.variant = loss_variant
+
+    @property
+    def needs_reference(self) -> bool:
+        return self.forget == "npo" or self.retain == "klr"
+
+    @property
+    def needs_retain(self) -> bool:
+        return self.retain is not None
+
+    def forget_loss(self, model, ref_model, batch):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        if self.forget == "ga":
+            return losses.ga_loss(logits, batch["labels"])
+        ref_logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return losses.npo_loss(logits, ref_logits.detach(), batch["labels"], self.beta, self.variant)
+
+    def retain_loss(self, model, ref_model, batch):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        if self.retain == "gdr":
+            return losses.token_nll(logits, batch["labels"])
+        ref_logits = ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return losses.kl_retain_loss(logits, ref_logits.detach(), batch["attention_mask"], self.variant)
+
+
+@register_method("ga")
+class GA(ObjectiveMethod):
+    forget, retain = "ga", None
+
+
+@register_method("ga_gdr")
+class GA_GDR(ObjectiveMethod):
+    forget, retain = "ga", "gdr"
+
+
+@register_method("ga_klr")
+class GA_KLR(ObjectiveMethod):
+    forget, retain = "ga", "klr"
+
+
+@register_method("npo")
+class NPO(ObjectiveMethod):
+    forget, retain = "npo", None
+
+
+@register_method("npo_gdr")
+class NPO_GDR(ObjectiveMethod):
+    forget, retain = "npo", "gdr"
+
+
+@register_method("npo_klr")
+class NPO_KLR(ObjectiveMethod):
+    forget, retain = "npo", "klr"

@@ -1,0 +1,80 @@
+"""The config is checked twice: JSON schema at parse time (structure, names) and the stage
+dataclasses (defaults, unknown keys, cross-section references). Both must name the bad key."""
+
+import jsonschema
+import pytest
+import yaml
+
+from conftest import ROOT
+from qunlearn import plan
+from qunlearn.config import ConfigError, TrainConfig, UnlearnConfig, from_dict
+from qunlearn.quantize import QUANTIZERS
+from qunlearn.unlearn import METHODS
+
+SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+
+
+def validate(cfg):
+    jsonschema.validate(cfg, SCHEMA)
+
+
+def test_default_and_shipped_configs_are_valid(default_config):
+    validate(default_config)
+    plan.check_config(default_config)
+    for path in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = yaml.safe_load(path.read_text())
+        validate(cfg)
+        plan.check_config(cfg)
+
+
+def test_schema_names_equal_registries():
+    assert set(SCHEMA["$defs"]["method_name"]["enum"]) == set(METHODS)
+    assert set(SCHEMA["$defs"]["quantizer_name"]["enum"]) == set(QUANTIZERS)
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c["train"].update(learning_rate=1), "learning_rate"),
+    (lambda c: c["train"].update(lr="fast"), "'fast'"),
+    (lambda c: c["unlearn"]["methods"].update(sure_magic={"alphas": [1]}), "sure_magic"),
+    (lambda c: c["quantize"]["schemes"].update(q3={"quantizer": "gguf", "bits": 3}), "gguf"),
+    (lambda c: c.update(colour="blue"), "colour"),
+])
+def test_schema_rejects_bad_configs_naming_the_key(default_config, mutate, needle):
+    mutate(default_config)
+    with pytest.raises(jsonschema.ValidationError) as err:
+        validate(default_config)
+    assert needle in str(err.value.message) or needle in str(list(err.value.path))
+
+
+def test_dataclasses_reject_unknown_keys_and_wrong_types():
+    with pytest.raises(ConfigError, match=r"train: unknown key\(s\) 'learning_rate'"):
+        from_dict(TrainConfig, {"learning_rate": 1.0}, "train")
+    with pytest.raises(ConfigError, match=r"train.lr: expected a number"):
+        from_dict(TrainConfig, {"lr": "fast"}, "train")
+    with pytest.raises(ConfigError, match=r"unlearn.loss_variant"):
+        from_dict(UnlearnConfig, {"loss_variant": "magic"}, "unlearn")
+    assert from_dict(TrainConfig, {}, "train") == TrainConfig()  # visible defaults
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c["report"].update(full_precision_scheme="bf16"), "report.full_precision_scheme"),
+    (lambda c: c["report"].update(figure_schemes=["rtn3"]), "report.figure_schemes"),
+    (lambda c: c["datasets"]["synth_plain"].update(reuse="nowhere"), "datasets.synth_plain.reuse"),
+    (lambda c: c["quantize"]["schemes"]["rtn4"].pop("bits"), "quantize.schemes.rtn4.bits"),
+    (lambda c: c["datasets"]["synth"]["synthetic"].update(forget_fraction=1.5), "forget_fraction"),
+])
+def test_cross_section_checks_name_the_key(default_config, mutate, needle):
+    mutate(default_config)
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        plan.check_config(default_config)
+
+
+def test_grid_and_paths(default_config):
+    jobs = plan.unlearn_jobs(default_config, "synth")
+    assert {j.method for j in jobs} == set(default_config["unlearn"]["methods"])
+    assert jobs[0].model_id.startswith(f"unlearn/{jobs[0].method}/alpha~")
+    plain = {j.method for j in plan.unlearn_jobs(default_config, "synth_plain")}
+    assert plain == set(default_config["datasets"]["synth_plain"]["methods"])
+    assert plan.fmt_num(3e-5) == "3e-05" and plan.fmt_num(1) == "1" and plan.fmt_num(0.5) == "0.5"
+    s = plan.unlearn_slice(default_config, jobs[0])
+    assert s["lr"] == float(jobs[0].lr) and s["method"] == jobs[0].method

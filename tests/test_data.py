@@ -1,0 +1,47 @@
+import json
+
+import pytest
+
+from qunlearn.config import SyntheticCorpusConfig
+from qunlearn.data import muse_format
+from qunlearn.data.synthetic import build_corpus, write_corpus
+
+
+def test_corpus_is_deterministic_and_in_muse_layout(tmp_path):
+    cfg = SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2)
+    assert build_corpus(cfg) == build_corpus(cfg)
+    assert build_corpus(cfg) != build_corpus(SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2, seed=1))
+    counts = write_corpus(cfg, tmp_path)
+    for config, splits in muse_format.SPLITS.items():
+        for split, fields in splits.items():
+            recs = muse_format.read_split(tmp_path, config, split)
+            assert recs and all(set(r) == set(fields) for r in recs)
+    # 4 forget people x (2 passages + 1 QA record); 5 QA pairs each; 2 VerbMem items each
+    assert counts["raw/forget"] == 12 and counts["knowmem/forget_qa"] == 20 and counts["verbmem/forget"] == 8
+    assert counts["knowmem/forget_qa_icl"] == 2
+
+
+def test_splits_are_disjoint_and_qa_answerable_from_forget_text():
+    c = build_corpus(SyntheticCorpusConfig(n_people=40, n_holdout_people=4))
+    forget = " ".join(r["text"] for r in c["raw"]["forget"])
+    retain = " ".join(r["text"] for s in ("retain1", "retain2") for r in c["raw"][s])
+    for qa in c["knowmem"]["forget_qa"]:
+        name = qa["question"].split(" was ")[-1].split(" born")[0].split(" of ")[-1].split(" employs ")[-1]
+        assert qa["answer"] in forget
+    for item in c["verbmem"]["forget"]:
+        assert (item["prompt"] + item["gt"]) in forget and item["prompt"].endswith(" ")
+    holdout_names = {r["text"].split(" was born")[0] for r in c["privleak"]["holdout"][:1]}
+    assert not any(n in forget or n in retain for n in holdout_names)
+
+
+def test_read_split_errors_name_file_and_line(tmp_path):
+    path = muse_format.split_path(tmp_path, "knowmem", "forget_qa")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"question": "q", "answer": "a"}) + "\n" + json.dumps({"question": "q"}) + "\n")
+    with pytest.raises(muse_format.DataFormatError, match=r"forget_qa.jsonl:2: field 'answer'"):
+        muse_format.read_split(tmp_path, "knowmem", "forget_qa")
+    path.write_text("{not json\n")
+    with pytest.raises(muse_format.DataFormatError, match=r"forget_qa.jsonl:1: not valid JSON"):
+        muse_format.read_split(tmp_path, "knowmem", "forget_qa")
+    with pytest.raises(muse_format.DataFormatError, match="missing"):
+        muse_format.read_split(tmp_path, "raw", "forget")

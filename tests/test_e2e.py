@@ -1,0 +1,78 @@
+"""One real run of the CI-sized config through Snakemake: the phenomenon's direction, the tables and
+figures, determinism and meta.json. Minutes on 2 cores; the run is shared by the tests below."""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.e2e
+CI_CONFIG = ROOT / "configs" / "ci.yaml"
+
+
+def run_snakemake(workdir, *args):
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(CI_CONFIG),
+           "--directory", str(workdir), "--snakefile", str(ROOT / "Snakefile"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000)
+    if proc.returncode != 0:
+        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (workdir / "logs").rglob("*.log"))
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stderr[-5000:]}\n{logs}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("e2e")
+    run_snakemake(workdir)
+    return workdir
+
+
+def test_tables_and_figures_exist(run):
+    for name in ("metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv", "summary.json"):
+        assert (run / "results/tables" / name).stat().st_size > 0
+        assert (run / "paper/tables" / name).read_bytes() == (run / "results/tables" / name).read_bytes()
+    for name in ("m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf"):
+        assert (run / "paper/figures" / name).stat().st_size > 1000
+    m = pd.read_csv(run / "results/tables/metrics.csv", keep_default_na=False)
+    assert list(m.columns) == ["dataset", "model", "method", "alpha", "lr", "scheme", "metric", "value"]
+    assert set(m.model) == {"target", "retrain", "unlearn"}
+    assert set(m[m.model != "unlearn"].method) == {""}
+
+
+def test_phenomenon_direction(run):
+    """Forgotten at full precision, knowledge back at 4 bits, 8 bits like full precision."""
+    s = json.loads((run / "results/tables/summary.json").read_text())["synth"]
+    ret = s["mean_retention_utility_constrained"]
+    print("retention:", ret, "target M2 kept:", s["target_m2_relative_to_full_precision"])
+    assert ret["fp32"] < 0.5, ret
+    assert ret["rtn4"] > ret["fp32"] + 0.25, ret
+    assert abs(ret["rtn8"] - ret["fp32"]) < 0.15, ret
+    assert s["target_m2_relative_to_full_precision"]["rtn4"] >= 0.9
+
+
+def test_models_were_memorised_and_meta_written(run):
+    meta = json.loads((run / "results/synth/models/trained/target/meta.json").read_text())
+    assert meta["history"]["memorised_at_epoch"] is not None
+    assert meta["versions"]["torch"].startswith("2.") and meta["inputs"]["data"]["sha256"]
+    for d in (run / "results/synth/models").rglob("config.json"):
+        assert (d.parent / "meta.json").is_file(), d.parent
+        assert list(d.parent.glob("*.safetensors")), d.parent
+    ev = json.loads(next((run / "results/synth/eval/target").glob("*.json")).read_text())
+    assert ev["items"]["knowmem_f"][0]["output"] is not None and "meta" in ev
+
+
+def test_rerun_is_deterministic(run):
+    """Recompute one unlearned model and everything after it: metrics.csv is byte-identical."""
+    before = (run / "results/tables/metrics.csv").read_bytes()
+    victim = next((run / "results/synth/models/unlearn").glob("*/alpha~*/lr~*"))
+    shutil.rmtree(victim)
+    run_snakemake(run)
+    assert (run / "results/tables/metrics.csv").read_bytes() == before
+    # and nothing is left to do
+    proc = run_snakemake(run, "-n")
+    assert "Nothing to be done" in proc.stdout + proc.stderr

@@ -1,0 +1,102 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from qunlearn.unlearn import METHODS, get_method, losses
+
+
+def _toy(seed=0, b=2, t=5, v=7):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(b, t, v, generator=g)
+    labels = torch.randint(0, v, (b, t), generator=g)
+    labels[1, -2:] = -100  # padding in the second sequence
+    return logits, labels
+
+
+def test_token_nll_matches_manual_mean_over_real_tokens():
+    logits, labels = _toy()
+    logp = torch.log_softmax(logits, -1)
+    terms = [-logp[i, j, labels[i, j + 1]] for i in range(2) for j in range(4) if labels[i, j + 1] != -100]
+    assert losses.token_nll(logits, labels).item() == pytest.approx(torch.stack(terms).mean().item(), rel=1e-6)
+    assert losses.ga_loss(logits, labels).item() == pytest.approx(-torch.stack(terms).mean().item(), rel=1e-6)
+
+
+def test_sequence_logprob_sums_real_tokens_only():
+    logits, labels = _toy()
+    logp = torch.log_softmax(logits, -1)
+    expect = [sum(logp[i, j, labels[i, j + 1]].item() for j in range(4) if labels[i, j + 1] != -100) for i in range(2)]
+    got = losses.sequence_logprob(logits, labels).tolist()
+    assert got == pytest.approx(expect, rel=1e-6)
+
+
+def test_npo_equals_2_over_beta_log2_at_reference_and_matches_formula():
+    logits, labels = _toy()
+    beta = 0.1
+    at_ref = losses.npo_loss(logits, logits.clone(), labels, beta)
+    assert at_ref.item() == pytest.approx(2 / beta * math.log(2), rel=1e-6)
+    ref = logits + 0.3 * torch.randn_like(logits)
+    ratio = losses.sequence_logprob(logits, labels) - losses.sequence_logprob(ref, labels)
+    expect = (-(2 / beta) * F.logsigmoid(-beta * ratio)).mean()
+    assert losses.npo_loss(logits, ref, labels, beta).item() == pytest.approx(expect.item(), rel=1e-6)
+
+
+def test_npo_decreases_when_forget_likelihood_drops():
+    logits, labels = _toy()
+    ref = logits.clone()
+    lowered = logits.clone()
+    for i in range(2):
+        for j in range(4):
+            if labels[i, j + 1] != -100:
+                lowered[i, j, labels[i, j + 1]] -= 2.0
+    assert losses.npo_loss(lowered, ref, labels, 0.1) < losses.npo_loss(logits, ref, labels, 0.1)
+
+
+def test_kl_faithful_zero_at_reference_positive_otherwise_and_ignores_padding():
+    logits, labels = _toy()
+    mask = (labels != -100).long()
+    assert losses.kl_retain_loss(logits, logits.clone(), mask).item() == pytest.approx(0.0, abs=1e-6)
+    other = logits + torch.randn_like(logits)
+    kl = losses.kl_retain_loss(other, logits, mask)
+    p_ref = torch.softmax(logits, -1)
+    per_tok = (p_ref * (torch.log_softmax(logits, -1) - torch.log_softmax(other, -1))).sum(-1)
+    assert kl.item() == pytest.approx((per_tok[mask.bool()]).mean().item(), rel=1e-5)
+    # changing logits at padded positions does not change the faithful KL
+    changed = other.clone()
+    changed[1, -2:] += 5.0
+    assert losses.kl_retain_loss(changed, logits, mask).item() == pytest.approx(kl.item(), rel=1e-6)
+
+
+def test_paper_code_variants_use_raw_logits():
+    logits, labels = _toy()
+    ref = logits + 0.1
+    v = logits.size(-1)
+    expect_kl = F.kl_div(logits.reshape(-1, v), ref.reshape(-1, v), reduction="batchmean", log_target=True)
+    mask = torch.ones_like(labels)
+    assert losses.kl_retain_loss(logits, ref, mask, "paper_code").item() == pytest.approx(expect_kl.item(), rel=1e-6)
+    # A uniform shift of the logits leaves the softmax (faithful NPO) unchanged but not the raw-logit variant.
+    faithful = losses.npo_loss(logits, ref, labels, 0.1, "faithful")
+    assert faithful.item() == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)
+    raw = losses.npo_loss(logits, ref, labels, 0.1, "paper_code")
+    ratio = (logits - ref).sum(dim=(1, 2))
+    assert raw.item() == pytest.approx((-(2 / 0.1) * F.logsigmoid(-0.1 * ratio)).mean().item(), rel=1e-6)
+    assert raw.item() != pytest.approx(faithful.item(), rel=1e-3)
+    with pytest.raises(ValueError, match="unknown loss variant"):
+        losses.npo_loss(logits, ref, labels, 0.1, "nope")
+
+
+@pytest.mark.parametrize("name,forget,retain", [
+    ("ga", "ga", None), ("ga_gdr", "ga", "gdr"), ("ga_klr", "ga", "klr"),
+    ("npo", "npo", None), ("npo_gdr", "npo", "gdr"), ("npo_klr", "npo", "klr"),
+])
+def test_registry_composes_the_papers_objectives(name, forget, retain):
+    m = get_method(name, alpha=2.0)
+    assert (m.forget, m.retain, m.alpha) == (forget, retain, 2.0)
+    assert m.needs_reference == (forget == "npo" or retain == "klr")
+
+
+def test_unknown_method_names_the_registry():
+    with pytest.raises(KeyError, match="registered: ga, ga_gdr"):
+        get_method("sure_magic", alpha=1)
+    assert set(METHODS) == {"ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr"}

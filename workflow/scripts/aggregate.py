@@ -1,0 +1,6 @@
+from qunlearn.jobs import job_logging, param
+from qunlearn.report import aggregate
+
+with job_logging(snakemake.log[0]):
+    aggregate(snakemake.input.evals, param(snakemake, "report"),
+              snakemake.output.tables, snakemake.output.figures)

@@ -1,0 +1,5 @@
+from qunlearn.jobs import job_logging, param
+from qunlearn.stages import prepare_data
+
+with job_logging(snakemake.log[0]):
+    prepare_data(param(snakemake, "dataset"), snakemake.output[0], name=snakemake.wildcards.dataset)

@@ -1,0 +1,5 @@
+from qunlearn.jobs import job_logging, param
+from qunlearn.stages import release
+
+with job_logging(snakemake.log[0]):
+    release(snakemake.input.trained, snakemake.output[0], param(snakemake, "release"))

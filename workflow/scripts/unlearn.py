@@ -1,0 +1,8 @@
+from qunlearn.jobs import job_logging, param
+from qunlearn.stages import unlearn_model
+
+with job_logging(snakemake.log[0]):
+    unlearn_model(
+        snakemake.input.base, snakemake.input.data, snakemake.output[0], param(snakemake, "unlearn"),
+        max_length=snakemake.params.max_length, seed=snakemake.params.seed, threads=snakemake.threads,
+    )
