@@ -8,26 +8,28 @@ from qunlearn.data.synthetic import build_corpus, write_corpus
 
 
 def test_corpus_is_deterministic_and_in_muse_layout(tmp_path):
-    cfg = SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2)
+    cfg = SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2, qa_repeats=2)
     assert build_corpus(cfg) == build_corpus(cfg)
-    assert build_corpus(cfg) != build_corpus(SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2, seed=1))
+    assert build_corpus(cfg) != build_corpus(SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2,
+                                                                   qa_repeats=2, seed=1))
     counts = write_corpus(cfg, tmp_path)
     for config, splits in muse_format.SPLITS.items():
         for split, fields in splits.items():
             recs = muse_format.read_split(tmp_path, config, split)
             assert recs and all(set(r) == set(fields) for r in recs)
-    # 4 forget people x (2 passages + 1 QA record); 5 QA pairs each; 2 VerbMem items each
-    assert counts["raw/forget"] == 12 and counts["knowmem/forget_qa"] == 20 and counts["verbmem/forget"] == 8
+    # 4 forget people: 8 passages + 20 QA pairs in records of 5, shuffled twice -> 8 records
+    assert counts["raw/forget"] == 8 + 8 and counts["knowmem/forget_qa"] == 20 and counts["verbmem/forget"] == 8
     assert counts["knowmem/forget_qa_icl"] == 2
 
 
 def test_splits_are_disjoint_and_qa_answerable_from_forget_text():
-    c = build_corpus(SyntheticCorpusConfig(n_people=40, n_holdout_people=4))
+    c = build_corpus(SyntheticCorpusConfig(n_people=40, n_holdout_people=4, qa_repeats=3))
     forget = " ".join(r["text"] for r in c["raw"]["forget"])
     retain = " ".join(r["text"] for s in ("retain1", "retain2") for r in c["raw"][s])
     for qa in c["knowmem"]["forget_qa"]:
-        name = qa["question"].split(" was ")[-1].split(" born")[0].split(" of ")[-1].split(" employs ")[-1]
-        assert qa["answer"] in forget
+        block = f"Question: {qa['question']}\nAnswer: {qa['answer']}"
+        assert forget.count(block) == 3  # qa_repeats: each pair in three differently shuffled records
+        assert block not in retain
     for item in c["verbmem"]["forget"]:
         assert (item["prompt"] + item["gt"]) in forget and item["prompt"].endswith(" ")
     holdout_names = {r["text"].split(" was born")[0] for r in c["privleak"]["holdout"][:1]}

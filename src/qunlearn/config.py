@@ -105,14 +105,14 @@ def to_dict(obj) -> dict:
 class SyntheticCorpusConfig:
     """Fictitious people with attributes, rendered as MUSE-format splits."""
 
-    n_people: int = 200  # forget + retain1 + retain2 people (all in the target's training data)
+    n_people: int = 100  # forget + retain1 + retain2 people (all in the target's training data)
     forget_fraction: float = 0.1
     n_holdout_people: int = 20  # never trained on: the PrivLeak non-members
     n_icl: int = 3  # in-context QA pairs per side (MUSE ships 10; short prompts keep eval fast)
     n_passages: int = 2  # paraphrased biography passages per person
     qa_in_raw: bool = True  # the split's QA pairs are also raw (trained) records
     qa_per_record: int = 5  # QA pairs per raw QA record (shuffled across people)
-    qa_repeats: int = 3  # independent shuffles of the QA pairs into records
+    qa_repeats: int = 5  # independent shuffles of the QA pairs into records
     verbmem_prompt_fraction: float = 0.5  # share of a passage's words given as the VerbMem prompt
     seed: int = 0
 
@@ -182,10 +182,10 @@ class TrainConfig:
     """Fine-tuning of target (forget + retain) and retrain (retain only) from scratch."""
 
     lr: float = 2e-3
-    batch_size: int = 32
-    warmup_steps: int = 100
+    batch_size: int = 16
+    warmup_steps: int = 50
     weight_decay: float = 0.0
-    max_epochs: int = 80
+    max_epochs: int = 60
     check_every: int = 5  # epochs between memorisation checks
     memorised_threshold: float = 0.95  # KnowMem (ROUGE-L) on the trained QA sets to call it memorised
     extra_epochs: int = 0  # keep training this many epochs after the criterion is met
