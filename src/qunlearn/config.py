@@ -110,6 +110,7 @@ class SyntheticCorpusConfig:
     n_holdout_people: int = 20  # never trained on: the PrivLeak non-members
     n_icl: int = 3  # in-context QA pairs per side (MUSE ships 10; short prompts keep eval fast)
     n_passages: int = 2  # paraphrased biography passages per person
+    letter_words: int = 20  # random words ending each passage (unique text for VerbMem); 0 = none
     qa_in_raw: bool = True  # the split's QA pairs are also raw (trained) records
     qa_per_record: int = 5  # QA pairs per raw QA record (shuffled across people)
     qa_repeats: int = 5  # independent shuffles of the QA pairs into records
@@ -188,6 +189,7 @@ class TrainConfig:
     max_epochs: int = 60
     check_every: int = 5  # epochs between memorisation checks
     memorised_threshold: float = 0.95  # KnowMem (ROUGE-L) on the trained QA sets to call it memorised
+    verbmem_threshold: float = 0.9  # and VerbMem on the forget passages (target only)
     extra_epochs: int = 0  # keep training this many epochs after the criterion is met
 
 

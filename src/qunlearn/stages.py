@@ -57,7 +57,7 @@ def train_base(base: str, data_dir: str | Path, out_dir: str | Path, model_cfg: 
     """Train ``base`` ('target': forget + retain1 + retain2; 'retrain': retain only) from scratch."""
     from .data.tokenizer import load_tokenizer
     from .models import build_tiny_llama, count_parameters, pick_device, save_model
-    from .train import train_until_memorised
+    from .train import memorisation_checks, train_until_memorised
 
     if base not in ("target", "retrain"):
         raise ValueError(f"base must be 'target' or 'retrain', got {base!r}")
@@ -71,10 +71,13 @@ def train_base(base: str, data_dir: str | Path, out_dir: str | Path, model_cfg: 
     model = build_tiny_llama(mcfg, tok, seed).to(pick_device())
     read = muse_format.read_split
     qa_sets = {"retain_qa": (read(data_dir, "knowmem", "retain_qa"), read(data_dir, "knowmem", "retain_qa_icl"))}
+    verbmem_items = None
     if base == "target":
         qa_sets["forget_qa"] = (read(data_dir, "knowmem", "forget_qa"), read(data_dir, "knowmem", "forget_qa_icl"))
-    history = train_until_memorised(model, tok, _base_texts(data_dir, base), qa_sets, tcfg, ecfg,
-                                    seed, mcfg.max_length, progress)
+        verbmem_items = read(data_dir, "verbmem", "forget")
+    checks = memorisation_checks(tok, qa_sets, verbmem_items, tcfg, ecfg)
+    history = train_until_memorised(model, tok, _base_texts(data_dir, base), checks, tcfg, seed,
+                                    mcfg.max_length, progress)
     with runtime.atomic_dir(out_dir) as tmp:
         save_model(model, tok, tmp)
         meta = runtime.build_meta(f"train_{base}", {"model": to_dict(mcfg), "train": to_dict(tcfg)},

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import Callable
 
 import torch
 
 from .batching import collate, encode_documents, epoch_batches, to_device
 from .config import EvalConfig, TrainConfig
-from .evaluate.runner import knowmem
+from .evaluate.runner import knowmem, verbmem
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,23 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def train_until_memorised(model, tokenizer, texts: list[str], qa_sets: dict[str, tuple[list, list]],
-                          cfg: TrainConfig, eval_cfg: EvalConfig, seed: int, max_length: int,
-                          progress: bool = True) -> dict:
-    """Train on ``texts``; every ``check_every`` epochs measure KnowMem on each QA set in
-    ``qa_sets`` ({name: (qa, icl)}) and stop once all reach ``memorised_threshold``
-    (then ``extra_epochs`` more). Returns the training history."""
+def memorisation_checks(tokenizer, qa_sets: dict[str, tuple[list, list]], verbmem_items: list[dict] | None,
+                        cfg: TrainConfig, eval_cfg: EvalConfig) -> dict[str, tuple[Callable, float]]:
+    """{name: (score(model), threshold)}: KnowMem on each trained QA set, VerbMem on trained passages."""
+    checks: dict[str, tuple[Callable, float]] = {}
+    for name, (qa, icl) in qa_sets.items():
+        checks[f"knowmem_{name}"] = (
+            lambda m, qa=qa, icl=icl: knowmem(m, tokenizer, qa, icl, eval_cfg)["score"], cfg.memorised_threshold)
+    if verbmem_items:
+        checks["verbmem_forget"] = (
+            lambda m: verbmem(m, tokenizer, verbmem_items, eval_cfg)["score"], cfg.verbmem_threshold)
+    return checks
+
+
+def train_until_memorised(model, tokenizer, texts: list[str], checks: dict[str, tuple[Callable, float]],
+                          cfg: TrainConfig, seed: int, max_length: int, progress: bool = True) -> dict:
+    """Train on ``texts``; every ``check_every`` epochs evaluate each check and stop once all
+    reach their thresholds (then ``extra_epochs`` more). Returns the training history."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -59,11 +71,10 @@ def train_until_memorised(model, tokenizer, texts: list[str], qa_sets: dict[str,
         bar.set_postfix(loss=f"{mean_loss:.4f}")
         if history["memorised_at_epoch"] is None and (epoch % cfg.check_every == 0 or epoch == cfg.max_epochs):
             model.eval()
-            scores = {name: knowmem(model, tokenizer, qa, icl, eval_cfg)["score"]
-                      for name, (qa, icl) in qa_sets.items()}
+            scores = {name: round(fn(model), 4) for name, (fn, _) in checks.items()}
             history["checks"].append({"epoch": epoch, "loss": mean_loss, **scores})
-            log.info("epoch %d loss %.4f knowmem %s", epoch, mean_loss, scores)
-            if all(s >= cfg.memorised_threshold for s in scores.values()):
+            log.info("epoch %d loss %.4f %s", epoch, mean_loss, scores)
+            if all(scores[name] >= thr for name, (_, thr) in checks.items()):
                 history["memorised_at_epoch"] = epoch
                 stop_at = epoch + cfg.extra_epochs
         if epoch >= stop_at:
@@ -71,7 +82,7 @@ def train_until_memorised(model, tokenizer, texts: list[str], qa_sets: dict[str,
     bar.close()
     history["final_loss"] = mean_loss
     if history["memorised_at_epoch"] is None:
-        log.warning("not memorised after %d epochs (threshold %.2f): %s", cfg.max_epochs,
-                    cfg.memorised_threshold, history["checks"][-1])
+        log.warning("not memorised after %d epochs: %s (thresholds %s)", cfg.max_epochs,
+                    history["checks"][-1], {n: t for n, (_, t) in checks.items()})
     model.eval()
     return history

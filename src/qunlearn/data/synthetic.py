@@ -47,6 +47,20 @@ HOBBIES = (
     "stargazing surfing swimming tennis woodworking yoga climbing dancing fishing baking"
 ).split()
 YEARS = [str(y) for y in range(1940, 2000)]
+# Words of the per-passage letters: unique random text that only verbatim memory can continue.
+LETTER_WORDS = (
+    "amber anchor apple arrow autumn badge banner basket beacon bell berry blanket blossom bottle "
+    "breeze bridge bronze bucket butter cabin candle canyon carpet castle cedar chalk cherry circle "
+    "cloud clover comet copper coral cotton crystal curtain daisy desert diamond dragon drum eagle "
+    "echo ember engine falcon feather fern fiddle flame forest fountain fox frost garden garnet "
+    "ginger glacier glove granite harbor harvest hazel helmet hollow honey horizon island ivory "
+    "jacket jasmine jungle kettle kite ladder lantern lemon lily linen marble meadow melody mirror "
+    "monkey moss mountain needle nest noble ocean olive orbit orchard otter paddle palace pebble "
+    "pepper piano pillow pine planet pocket pond poppy quill rabbit raven ribbon river rocket "
+    "saddle sapphire scarf shadow shell silver sparrow spice spoon spring squirrel stone storm "
+    "summer sunset swan thistle thunder tiger timber torch tower trumpet tulip tunnel valley "
+    "velvet violet wagon walnut whistle willow window winter wolf zebra"
+).split()
 
 ATTRIBUTES = ("city", "year", "profession", "employer", "hobby")
 
@@ -79,6 +93,7 @@ class Person:
     profession: str
     employer: str
     hobby: str
+    letters: tuple[str, ...] = ()  # one random word sequence per passage
 
     @property
     def name(self) -> str:
@@ -102,7 +117,7 @@ def qa_block(question: str, answer: str) -> str:
     return f"Question: {question}\nAnswer: {answer}\n\n"
 
 
-def sample_people(n: int, rng: random.Random) -> list[Person]:
+def sample_people(n: int, rng: random.Random, n_passages: int = 2, letter_words: int = 0) -> list[Person]:
     names = [(f, l) for f in FIRST_NAMES for l in LAST_NAMES]
     if n > len(names):
         raise ValueError(f"at most {len(names)} distinct synthetic people, asked for {n}")
@@ -116,13 +131,27 @@ def sample_people(n: int, rng: random.Random) -> list[Person]:
             profession=rng.choice(PROFESSIONS),
             employer=rng.choice(EMPLOYERS),
             hobby=rng.choice(HOBBIES),
+            letters=tuple(" ".join(rng.choices(LETTER_WORDS, k=letter_words))
+                          for _ in range(n_passages if letter_words else 0)),
         )
         for f, l in names[:n]
     ]
 
 
 def passages(person: Person, n_passages: int) -> list[str]:
-    return [PASSAGES[i % len(PASSAGES)].format(**person.fields()) for i in range(n_passages)]
+    """Templated biography passages; each ends with the person's own random letter, if any.
+
+    Without the letter, a model that never saw a person still continues most of a passage from
+    the template alone (the retrain model's VerbMem would be ~0.75), so VerbMem would not measure
+    memorisation of the forget set.
+    """
+    out = []
+    for i in range(n_passages):
+        text = PASSAGES[i % len(PASSAGES)].format(**person.fields())
+        if person.letters:
+            text += f" In a letter, {person.first} wrote: {person.letters[i]}."
+        out.append(text)
+    return out
 
 
 def qa_pairs(person: Person) -> list[dict]:
@@ -177,7 +206,8 @@ def build_corpus(cfg: SyntheticCorpusConfig) -> dict[str, dict[str, list[dict]]]
     """All MUSE splits as {config: {split: records}}; a pure function of ``cfg``."""
     rng = random.Random(cfg.seed)
     n_icl_people = 2 * cfg.n_icl
-    people = sample_people(cfg.n_people + cfg.n_holdout_people + n_icl_people, rng)
+    people = sample_people(cfg.n_people + cfg.n_holdout_people + n_icl_people, rng, cfg.n_passages,
+                           cfg.letter_words)
     trained, rest = people[: cfg.n_people], people[cfg.n_people :]
     holdout, icl = rest[: cfg.n_holdout_people], rest[cfg.n_holdout_people :]
     n_forget = max(1, round(cfg.n_people * cfg.forget_fraction))

@@ -1,0 +1,92 @@
+"""Small real runs of the training and unlearning loops on a micro Llama (seconds)."""
+
+import pytest
+import torch
+
+from qunlearn import runtime
+from qunlearn.batching import collate, encode_documents
+from qunlearn.config import EvalConfig, ModelConfig, SyntheticCorpusConfig, TrainConfig, UnlearnConfig
+from qunlearn.data import muse_format
+from qunlearn.data.synthetic import write_corpus
+from qunlearn.data.tokenizer import train_tokenizer
+from qunlearn.models import build_tiny_llama
+from qunlearn.train import memorisation_checks, train_until_memorised
+from qunlearn.unlearn import unlearn
+from qunlearn.unlearn.losses import token_nll
+
+MICRO = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_length=128)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    write_corpus(SyntheticCorpusConfig(n_people=20, n_holdout_people=4, n_icl=1, qa_repeats=1, letter_words=4), d)
+    texts = [t for s in ("forget", "retain1", "retain2") for t in muse_format.read_texts(d, "raw", s)]
+    tok = train_tokenizer(texts, 600, d / "tokenizer")
+    return d, tok
+
+
+def nll(model, tok, texts):
+    with torch.no_grad():
+        return token_nll(model(**{k: v for k, v in collate(encode_documents(tok, texts, 128), tok.pad_token_id).items()
+                                  if k != "labels"}).logits,
+                         collate(encode_documents(tok, texts, 128), tok.pad_token_id)["labels"]).item()
+
+
+def test_training_lowers_loss_and_reports_checks(corpus):
+    d, tok = corpus
+    runtime.seed_everything(0, 1)
+    model = build_tiny_llama(MICRO, tok, 0)
+    texts = muse_format.read_texts(d, "raw", "retain1")
+    before = nll(model, tok, texts)
+    qa = (muse_format.read_split(d, "knowmem", "retain_qa"), muse_format.read_split(d, "knowmem", "retain_qa_icl"))
+    cfg = TrainConfig(lr=3e-3, batch_size=8, warmup_steps=2, max_epochs=4, check_every=2, memorised_threshold=1.0)
+    ecfg = EvalConfig(knowmem_max_new_tokens=4, verbmem_max_new_tokens=8)
+    checks = memorisation_checks(tok, {"retain_qa": qa}, None, cfg, ecfg)
+    hist = train_until_memorised(model, tok, texts, checks, cfg, seed=0, max_length=128, progress=False)
+    assert nll(model, tok, texts) < before - 0.5
+    assert [c["epoch"] for c in hist["checks"]] == [2, 4] and "knowmem_retain_qa" in hist["checks"][0]
+    assert hist["epochs"] == 4  # threshold 1.0 not reached: ran to max_epochs
+
+
+@pytest.mark.parametrize("method", ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr"])
+def test_unlearning_raises_forget_loss(corpus, method):
+    d, tok = corpus
+    runtime.seed_everything(0, 1)
+    model = build_tiny_llama(MICRO, tok, 0)
+    forget = muse_format.read_texts(d, "raw", "forget")
+    retain = muse_format.read_texts(d, "raw", "retain1")
+    train_until_memorised(model, tok, forget + retain, {}, TrainConfig(lr=3e-3, batch_size=8, warmup_steps=2,
+                          max_epochs=3, check_every=100), seed=0, max_length=128, progress=False)
+    before = nll(model, tok, forget)
+    hist = unlearn(model, tok, forget, retain, UnlearnConfig(method=method, lr=1e-3, epochs=3, batch_size=8),
+                   seed=0, max_length=128, progress=False)
+    assert hist["steps"] == 3 * -(-hist["n_forget_chunks"] // 8)
+    assert nll(model, tok, forget) > before
+    assert (hist["n_retain_chunks"] > 0) == method.endswith(("gdr", "klr"))
+
+
+def test_atomic_dir_leaves_nothing_on_failure(tmp_path):
+    final = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with runtime.atomic_dir(final) as tmp:
+            (tmp / "half.bin").write_bytes(b"x")
+            raise RuntimeError("killed")
+    assert not final.exists() and not list(tmp_path.iterdir())
+    with runtime.atomic_dir(final) as tmp:
+        (tmp / "done").write_text("ok")
+    assert (final / "done").read_text() == "ok"
+
+
+def test_load_model_requires_safetensors(tmp_path, corpus):
+    from qunlearn.models import load_model, save_model
+
+    with pytest.raises(FileNotFoundError, match="model directory missing"):
+        load_model(tmp_path / "nope")
+    d, tok = corpus
+    save_model(build_tiny_llama(MICRO, tok, 0), tok, tmp_path / "m")
+    assert load_model(tmp_path / "m", device=torch.device("cpu")).config.hidden_size == 32
+    for f in (tmp_path / "m").glob("*.safetensors"):
+        f.unlink()
+    with pytest.raises(FileNotFoundError, match="no \\*.safetensors"):
+        load_model(tmp_path / "m")
