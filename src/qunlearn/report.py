@@ -117,6 +117,15 @@ def to_latex(df: pd.DataFrame, caption: str, label: str, floatfmt: str = "{:.1f}
     return "\n".join(lines)
 
 
+def to_markdown(df: pd.DataFrame, floatfmt: str = "{:.1f}") -> str:
+    """Markdown with floats formatted here and no re-parsing of text cells (keeps lr '3e-05')."""
+    cells = df.copy()
+    for col in cells.columns:
+        if cells[col].dtype.kind == "f":
+            cells[col] = [("--" if math.isnan(v) else floatfmt.format(v)) for v in cells[col]]
+    return cells.to_markdown(index=False, disable_numparse=True) + "\n"
+
+
 def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
     """Headline numbers per dataset: mean retention of the utility-constrained methods per scheme,
     and the target's own M2 kept at each scheme relative to full precision."""
@@ -152,8 +161,8 @@ def figure(df: pd.DataFrame, cfg: ReportConfig, png: str | Path, pdf: str | Path
         d["label"] = [
             r.model if r.model != "unlearn" else f"{r.method}\n(a={r.alpha}, lr={r.lr})" for r in d.itertuples()
         ]
-        labels = list(dict.fromkeys(d.sort_values(["model", "method", "alpha", "lr"], key=lambda c: c.map(
-            {"target": "0", "retrain": "1"}).fillna(c) if c.name == "model" else c).label))
+        d["_order"] = d.model.map({"target": 0, "retrain": 1, "unlearn": 2})
+        labels = list(dict.fromkeys(d.sort_values(["_order", "method", "alpha", "lr"], kind="stable").label))
         for j, metric in enumerate(("M1_VerbMem_f", "M2_KnowMem_f")):
             ax = axes[i][j]
             width = 0.8 / max(1, len(schemes))
@@ -162,11 +171,11 @@ def figure(df: pd.DataFrame, cfg: ReportConfig, png: str | Path, pdf: str | Path
                 vals = d[(d.metric == metric) & (d.scheme == s)].set_index("label").value
                 ax.bar(x + k * width - 0.4 + width / 2, [vals.get(lb, np.nan) for lb in labels], width, label=s)
             ax.set_xticks(x)
-            ax.set_xticklabels(labels, fontsize=7)
-            ax.set_ylim(0, 105)
+            ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
+            ax.set_ylim(0, 118)
             ax.set_title(f"{ds}: {metric.replace('_', ' ')}")
             ax.set_ylabel("score (x100)")
-            ax.legend(fontsize=7, title="scheme", title_fontsize=7)
+            ax.legend(fontsize=7, ncol=len(schemes), loc="upper center", frameon=False)
     fig.tight_layout()
     fig.savefig(png, dpi=cfg.figure_dpi)
     fig.savefig(pdf)
@@ -183,14 +192,14 @@ def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str],
     out = {Path(p).name: p for p in tables + figures}
     df.to_csv(out["metrics.csv"], index=False, float_format="%.6g")
     t1.to_csv(out["table1.csv"], index=False, float_format="%.4g")
-    Path(out["table1.md"]).write_text(t1.to_markdown(index=False, floatfmt=".1f") + "\n")
+    Path(out["table1.md"]).write_text(to_markdown(t1))
     Path(out["table1.tex"]).write_text(to_latex(
         t1, "MUSE metrics (x100) per model and quantization scheme (Table 1 analog).", "tab:table1"))
     ret.to_csv(out["retention.csv"], index=False, float_format="%.6g")
     ret_wide = ret.pivot_table(index=["dataset", "method", "alpha", "lr"], columns="scheme",
                                values="retention").reset_index()
     ret_wide = ret_wide[[c for c in ret_wide.columns if c not in schemes] + [s for s in schemes if s in ret_wide]]
-    Path(out["retention.md"]).write_text(ret_wide.to_markdown(index=False, floatfmt=".2f") + "\n")
+    Path(out["retention.md"]).write_text(to_markdown(ret_wide, "{:.2f}"))
     Path(out["retention.tex"]).write_text(to_latex(
         ret_wide, "Knowledge retention (unlearned / target at the same scheme, mean of M1 and M2).",
         "tab:retention", "{:.2f}"))
