@@ -76,3 +76,44 @@ def test_rerun_is_deterministic(run):
     # and nothing is left to do
     proc = run_snakemake(run, "-n")
     assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def _planned_after(run, tmp_path, mutate) -> dict[str, int]:
+    """Jobs a dry run plans on top of the finished CI run after ``mutate``(config)."""
+    import re
+
+    import yaml
+
+    cfg = yaml.safe_load(CI_CONFIG.read_text())
+    mutate(cfg)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-n", "--configfile", str(path),
+           "--directory", str(run), "--snakefile", str(ROOT / "Snakefile")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
+    if "Job stats:" not in out:
+        return {}
+    table = out.split("Job stats:")[1].split("\n\n")[0]
+    jobs = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+    jobs.pop("total", None)
+    return jobs
+
+
+AGGREGATES = {"aggregate": 1, "paper": 1, "all": 1}
+
+
+@pytest.mark.parametrize("name,mutate,expected", [
+    ("nothing", lambda c: None, {}),
+    ("alpha of one method", lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[3]),
+     {"unlearn": 1, "evaluate": 3, **AGGREGATES}),
+    ("epochs of every method", lambda c: c["unlearn"].update(epochs=41),
+     {"unlearn": 2, "evaluate": 6, **AGGREGATES}),
+    ("a new scheme", lambda c: c["quantize"]["schemes"].update(rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}),
+     {"evaluate": 4, **AGGREGATES}),
+    ("an evaluation setting", lambda c: c["evaluate"].update(mink_k=0.2), {"evaluate": 12, **AGGREGATES}),
+    ("a plotting option", lambda c: c["report"].update(figure_dpi=100), AGGREGATES),
+    ("the corpus seed", lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1),
+     {"prepare_data": 1, "train_base": 2, "release": 2, "unlearn": 2, "evaluate": 12, **AGGREGATES}),
+])
+def test_config_change_replans_exactly_the_affected_jobs(run, tmp_path, name, mutate, expected):
+    assert _planned_after(run, tmp_path, mutate) == expected, name

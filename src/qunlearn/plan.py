@@ -119,5 +119,15 @@ def stage_slice(config: dict, section: str, cls) -> dict:
     return to_dict(from_dict(cls, config.get(section), section))
 
 
+# The evaluation settings that the memorisation check of train_base uses (and nothing else, so
+# that e.g. changing the Min-K fraction reruns evaluations but not training).
+TRAIN_CHECK_EVAL_KEYS = ("batch_size", "knowmem_max_new_tokens", "verbmem_max_new_tokens")
+
+
+def train_check_eval_slice(config: dict) -> dict:
+    full = stage_slice(config, "evaluate", EvalConfig)
+    return {k: full[k] for k in TRAIN_CHECK_EVAL_KEYS}
+
+
 def scheme_slice(config: dict, scheme: str) -> dict:
     return to_dict(from_dict(SchemeConfig, config["quantize"]["schemes"][scheme], f"quantize.schemes.{scheme}"))

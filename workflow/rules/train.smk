@@ -7,7 +7,7 @@ rule train_base:
     params:
         model=as_json(plan.stage_slice(config, "model", ModelConfig)),
         train=as_json(plan.stage_slice(config, "train", TrainConfig)),
-        evaluate=as_json(plan.stage_slice(config, "evaluate", EvalConfig)),
+        evaluate=as_json(plan.train_check_eval_slice(config)),
         seed=SEED,
     threads: THREADS
     resources:
