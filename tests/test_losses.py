@@ -99,4 +99,4 @@ def test_registry_composes_the_papers_objectives(name, forget, retain):
 def test_unknown_method_names_the_registry():
     with pytest.raises(KeyError, match="registered: ga, ga_gdr"):
         get_method("sure_magic", alpha=1)
-    assert set(METHODS) == {"ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr"}
+    assert {"ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr"} <= set(METHODS)

@@ -206,8 +206,14 @@ class UnlearnConfig:
     loss_variant: str = "faithful"  # faithful | paper_code (NPO/KL on raw logits, as the release did)
     weight_decay: float = 0.0
     max_grad_norm: Optional[float] = None
+    sure_percentile: float = 90.0  # SURE methods: keep rows at or above this saliency percentile
+    sure_level: str = "row"  # row | module
 
     def validate(self, where: str) -> None:
+        if self.sure_level not in ("row", "module"):
+            raise ConfigError(f"{where}.sure_level: {self.sure_level!r} unknown; use 'row' or 'module'")
+        if not 0.0 <= self.sure_percentile <= 100.0:
+            raise ConfigError(f"{where}.sure_percentile: must be in [0, 100], got {self.sure_percentile}")
         if self.loss_variant not in ("faithful", "paper_code"):
             raise ConfigError(
                 f"{where}.loss_variant: {self.loss_variant!r} unknown; use 'faithful' or 'paper_code'"

@@ -19,7 +19,8 @@ from .config import (
 )
 
 BASES = ("target", "retrain")
-UNLEARN_SHARED_KEYS = ("epochs", "batch_size", "npo_beta", "loss_variant", "weight_decay", "max_grad_norm")
+UNLEARN_SHARED_KEYS = ("epochs", "batch_size", "npo_beta", "loss_variant", "weight_decay", "max_grad_norm",
+                       "sure_percentile", "sure_level")
 
 
 def fmt_num(x: float) -> str:
@@ -107,7 +108,15 @@ def unlearn_slice(config: dict, job: UnlearnJob) -> dict:
     raw = {k: unl[k] for k in UNLEARN_SHARED_KEYS if k in unl}
     raw.update(method=job.method, alpha=float(job.alpha), lr=float(job.lr))
     where = f"unlearn.methods.{job.method}"
-    return to_dict(from_dict(UnlearnConfig, raw, where))
+    resolved = to_dict(from_dict(UnlearnConfig, raw, where))
+    if not is_saliency_method(job.method):  # SURE settings are not part of other methods' jobs
+        resolved = {k: v for k, v in resolved.items() if not k.startswith("sure_")}
+    return resolved
+
+
+def is_saliency_method(method: str) -> bool:
+    """SURE methods are named <objective>_sure (tests/test_losses.py checks it against the registry)."""
+    return method.endswith("_sure")
 
 
 def model_ids(config: dict, dataset: str) -> list[str]:

@@ -10,6 +10,7 @@ import torch
 from ..batching import collate, encode_documents, epoch_batches, to_device
 from ..config import UnlearnConfig
 from .registry import get_method
+from .sure import apply_masks
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +27,19 @@ class _Cycle:
         return self.queue.pop(0)
 
 
+def _kept_fraction(masks: dict) -> float:
+    kept = sum(int(m.sum()) for m in masks.values())
+    return kept / max(1, sum(m.numel() for m in masks.values()))
+
+
 def unlearn(model, tokenizer, forget_texts: list[str], retain_texts: list[str], cfg: UnlearnConfig,
             seed: int, max_length: int, progress: bool = True) -> dict:
     """Unlearn ``forget_texts`` from ``model`` in place; returns the loss history."""
     from tqdm.auto import tqdm
 
-    method = get_method(cfg.method, alpha=cfg.alpha, npo_beta=cfg.npo_beta, loss_variant=cfg.loss_variant)
+    method = get_method(cfg.method, alpha=cfg.alpha, npo_beta=cfg.npo_beta, loss_variant=cfg.loss_variant,
+                        sure_percentile=cfg.sure_percentile, sure_level=cfg.sure_level)
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
     device = next(model.parameters()).device
     ref_model = None
     if method.needs_reference:
@@ -52,15 +60,26 @@ def unlearn(model, tokenizer, forget_texts: list[str], retain_texts: list[str], 
         batches = epoch_batches(len(forget), cfg.batch_size, gen)
         for idx in batches:
             fb = to_device(collate([forget[i] for i in idx], pad), device)
+            opt.zero_grad(set_to_none=True)
             loss_f = method.forget_loss(model, ref_model, fb)
+            if method.saliency:
+                # SURE: the forget gradient alone picks the rows; the retain gradient is added
+                # after (one backward each, so the forget gradient is counted once), then masked.
+                loss_f.backward()
+                masks = method.masks(params)
             loss = loss_f
             if retain_cycle is not None:
                 rb = to_device(collate([retain[i] for i in retain_cycle.next()], pad), device)
                 loss_r = method.retain_loss(model, ref_model, rb)
                 loss = loss_f + cfg.alpha * loss_r
                 sums["retain"] += loss_r.item()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if method.saliency:
+                if retain_cycle is not None:
+                    (cfg.alpha * loss_r).backward()
+                apply_masks(params, masks)
+                history["kept_fraction"] = _kept_fraction(masks)
+            else:
+                loss.backward()
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             opt.step()

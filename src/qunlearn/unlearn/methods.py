@@ -12,8 +12,9 @@ from .registry import register_method
 class ObjectiveMethod:
     forget: str = "ga"  # ga | npo
     retain: str | None = None  # None | gdr | klr
+    saliency: bool = False  # SURE methods restrict each step to forget-salient rows (sure.py)
 
-    def __init__(self, alpha: float, npo_beta: float = 0.1, loss_variant: str = "faithful"):
+    def __init__(self, alpha: float, npo_beta: float = 0.1, loss_variant: str = "faithful", **_ignored):
         self.alpha = alpha
         self.beta = npo_beta
         self.variant = loss_variant
