@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 
 from ..config import SchemeConfig
+from ..registry import Registry
 
-QUANTIZERS: dict[str, type] = {}
-
-
-def register(name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        if name in QUANTIZERS:
-            raise ValueError(f"quantizer {name!r} registered twice")
-        cls.name = name
-        QUANTIZERS[name] = cls
-        return cls
-
-    return deco
+QUANTIZERS = Registry("quantizer")
+register = QUANTIZERS.register
 
 
 def get_quantizer(name: str):
-    try:
-        return QUANTIZERS[name]()
-    except KeyError:
-        raise KeyError(f"unknown quantizer {name!r}; registered: {', '.join(sorted(QUANTIZERS))}") from None
+    return QUANTIZERS.create(name)
 
 
 def target_linears(model, include_lm_head: bool) -> dict[str, torch.nn.Linear]:

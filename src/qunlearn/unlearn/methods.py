@@ -42,31 +42,15 @@ class ObjectiveMethod:
         return losses.kl_retain_loss(logits, ref_logits.detach(), batch["attention_mask"], self.variant)
 
 
-@register_method("ga")
-class GA(ObjectiveMethod):
-    forget, retain = "ga", None
+# The paper's six objectives: (name, forget term, retain term).
+OBJECTIVES = (
+    ("ga", "ga", None),
+    ("ga_gdr", "ga", "gdr"),
+    ("ga_klr", "ga", "klr"),
+    ("npo", "npo", None),
+    ("npo_gdr", "npo", "gdr"),
+    ("npo_klr", "npo", "klr"),
+)
 
-
-@register_method("ga_gdr")
-class GA_GDR(ObjectiveMethod):
-    forget, retain = "ga", "gdr"
-
-
-@register_method("ga_klr")
-class GA_KLR(ObjectiveMethod):
-    forget, retain = "ga", "klr"
-
-
-@register_method("npo")
-class NPO(ObjectiveMethod):
-    forget, retain = "npo", None
-
-
-@register_method("npo_gdr")
-class NPO_GDR(ObjectiveMethod):
-    forget, retain = "npo", "gdr"
-
-
-@register_method("npo_klr")
-class NPO_KLR(ObjectiveMethod):
-    forget, retain = "npo", "klr"
+for _name, _forget, _retain in OBJECTIVES:
+    register_method(_name)(type(_name.upper(), (ObjectiveMethod,), {"forget": _forget, "retain": _retain}))

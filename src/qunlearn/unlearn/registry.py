@@ -2,26 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from ..registry import Registry
 
-METHODS: dict[str, type] = {}
-
-
-def register_method(name: str) -> Callable[[type], type]:
-    def deco(cls: type) -> type:
-        if name in METHODS:
-            raise ValueError(f"unlearning method {name!r} registered twice")
-        cls.name = name
-        METHODS[name] = cls
-        return cls
-
-    return deco
+METHODS = Registry("unlearning method")
+register_method = METHODS.register
 
 
 def get_method(name: str, **kwargs):
-    try:
-        return METHODS[name](**kwargs)
-    except KeyError:
-        raise KeyError(
-            f"unknown unlearning method {name!r}; registered: {', '.join(sorted(METHODS))}"
-        ) from None
+    return METHODS.create(name, **kwargs)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .methods import ObjectiveMethod
+from .methods import OBJECTIVES, ObjectiveMethod
 from .registry import register_method
 
 
@@ -79,21 +79,8 @@ class SUREMethod(ObjectiveMethod):
                               self.percentile, self.level)
 
 
-@register_method("ga_gdr_sure")
-class GA_GDR_SURE(SUREMethod):
-    forget, retain = "ga", "gdr"
-
-
-@register_method("ga_klr_sure")
-class GA_KLR_SURE(SUREMethod):
-    forget, retain = "ga", "klr"
-
-
-@register_method("npo_gdr_sure")
-class NPO_GDR_SURE(SUREMethod):
-    forget, retain = "npo", "gdr"
-
-
-@register_method("npo_klr_sure")
-class NPO_KLR_SURE(SUREMethod):
-    forget, retain = "npo", "klr"
+# SURE variants of the utility-constrained objectives: <objective>_sure.
+for _name, _forget, _retain in OBJECTIVES:
+    if _retain is not None:
+        register_method(f"{_name}_sure")(
+            type(f"{_name.upper()}_SURE", (SUREMethod,), {"forget": _forget, "retain": _retain}))
