@@ -38,7 +38,8 @@ def test_tables_and_figures_exist(run):
     for name in ("m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf"):
         assert (run / "paper/figures" / name).stat().st_size > 1000
     m = pd.read_csv(run / "results/tables/metrics.csv", keep_default_na=False)
-    assert list(m.columns) == ["dataset", "model", "method", "alpha", "lr", "scheme", "metric", "value"]
+    assert list(m.columns) == ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs",
+                               "loss", "scheme", "metric", "value"]
     assert set(m.model) == {"target", "retrain", "unlearn"}
     assert set(m[m.model != "unlearn"].method) == {""}
 
@@ -65,10 +66,40 @@ def test_models_were_memorised_and_meta_written(run):
     assert ev["items"]["knowmem_f"][0]["output"] is not None and "meta" in ev
 
 
+def test_selected_arm_is_the_grid_arm_it_selected(run, tmp_path):
+    """The selection picked one alpha of the grid; the selected arm is a copy of that grid arm, and
+    training it afresh from the selection gives the same bytes (so the copy is what it stands for);
+    the tables report the arm with that alpha."""
+    from qunlearn.stages import unlearn_model
+
+    sel = json.loads((run / "results/synth/selection/ga_gdr.json").read_text())
+    assert sel["alpha"] in {g["alpha"] for g in sel["grid"]} and len(sel["grid"]) == 2
+    arms = run / "results/synth/models/unlearn/ga_gdr"
+    chosen = arms / f"alpha~{sel['alpha']:g}/lr~3e-05/epochs~40/loss~faithful"
+    selected = arms / "alpha~selected/lr~3e-05/epochs~40/loss~faithful"
+    meta = json.loads((selected / "meta.json").read_text())
+    assert meta["copied_from"].endswith(str(chosen.relative_to(run))) and meta["config"]["alpha"] == sel["alpha"]
+    cfg = {k: v for k, v in meta["config"].items() if k != "alpha"}
+    unlearn_model(run / "results/synth/models/target", run / "results/synth/data", tmp_path / "fresh", cfg,
+                  max_length=256, seed=0, threads=1, progress=False,
+                  selection_json=run / "results/synth/selection/ga_gdr.json")
+    assert (tmp_path / "fresh/model.safetensors").read_bytes() == (selected / "model.safetensors").read_bytes()
+    ret = pd.read_csv(run / "results/tables/retention.csv", keep_default_na=False)
+    head = ret[(ret.method == "ga_gdr") & (ret.selected.astype(str) == "True")]
+    assert set(head.alpha.astype(float)) == {sel["alpha"]}
+    assert "ga_gdr_sure" in set(ret.method)  # SURE rows like any other method
+    for stem in ("table3_sure", "table4_alpha_grid", "lr_sweep", "epochs_ablation", "loss_variants"):
+        table = pd.read_csv(run / f"results/tables/{stem}.csv")
+        assert len(table) >= 2 and (run / f"paper/tables/{stem}.tex").stat().st_size > 0, stem
+    grid = pd.read_csv(run / "results/tables/table4_alpha_grid.csv", keep_default_na=False)
+    assert list(grid.selected).count("*") == 1
+
+
 def test_rerun_is_deterministic(run):
     """Recompute one unlearned model and everything after it: metrics.csv is byte-identical."""
     before = (run / "results/tables/metrics.csv").read_bytes()
-    victim = sorted((run / "results/synth/models/unlearn").glob("*/alpha~*/lr~*"))[0]
+    # an arm with nothing downstream but its evaluations (a grid arm would also redo the selection)
+    victim = next((run / "results/synth/models/unlearn").glob("*/alpha~*/lr~*/epochs~*/loss~paper_code"))
     evals = sorted((run / "results/synth/eval" / victim.relative_to(run / "results/synth/models")).glob("*.json"))
     stamps = {p: p.stat().st_mtime_ns for p in [*victim.glob("*.safetensors"), *evals]}
     assert len(stamps) >= 2
@@ -106,18 +137,32 @@ def _planned_after(run, tmp_path, mutate) -> dict[str, int]:
 AGGREGATES = {"aggregate": 1, "paper": 1, "all": 1}
 
 
+# configs/ci.yaml: ga_gdr grid {2, 5} (evaluated at fp32), npo_gdr one alpha, ga_gdr_sure (alpha from
+# ga_gdr), 3 schemes; sweeps: ga_gdr lr 3e-4, npo_gdr 1 epoch, npo_gdr paper_code (each at fp32, rtn4).
+# Arms whose alpha is "selected" read ga_gdr's selection: ga_gdr, ga_gdr_sure and the lr-sweep arm.
 @pytest.mark.parametrize("name,mutate,expected", [
     ("nothing", lambda c: None, {}),
-    ("alpha of one method", lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[3]),
-     {"unlearn": 1, "evaluate": 3, **AGGREGATES}),
+    ("the alpha grid of one method", lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[2, 3]),
+     # the new grid arm, the selection, and the three arms that read it
+     {"unlearn": 1 + 3, "evaluate": 1 + 3 + 3 + 2, "select_alpha": 1, **AGGREGATES}),
+    ("the alpha of a single-alpha method", lambda c: c["unlearn"]["methods"]["npo_gdr"].update(alphas=[2]),
+     # npo_gdr's headline, epochs and loss-variant arms
+     {"select_alpha": 1, "unlearn": 3, "evaluate": 3 + 2 + 2, **AGGREGATES}),
+    ("the lr of one method", lambda c: c["unlearn"]["methods"]["npo_gdr"].update(lr=1e-4),
+     {"unlearn": 3, "evaluate": 3 + 2 + 2, **AGGREGATES}),
+    ("a sweep value", lambda c: c["sweeps"]["lr"].update(lrs=[3e-4, 1e-4]), {"unlearn": 1, "evaluate": 2, **AGGREGATES}),
     ("epochs of every method", lambda c: c["unlearn"].update(epochs=41),
-     {"unlearn": 2, "evaluate": 6, **AGGREGATES}),
+     # every arm but the 1-epoch one; the grid's new evaluations redo ga_gdr's selection
+     {"unlearn": 7, "evaluate": 2 + 9 + 2 + 2, "select_alpha": 1, **AGGREGATES}),
     ("a new scheme", lambda c: c["quantize"]["schemes"].update(rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}),
-     {"evaluate": 4, **AGGREGATES}),
-    ("an evaluation setting", lambda c: c["evaluate"].update(mink_k=0.2), {"evaluate": 12, **AGGREGATES}),
+     {"evaluate": 2 + 3, **AGGREGATES}),
+    # every evaluation; the remade grid evaluations redo ga_gdr's selection and so the arms reading it
+    ("an evaluation setting", lambda c: c["evaluate"].update(mink_k=0.2),
+     {"evaluate": 23, "select_alpha": 1, "unlearn": 3, **AGGREGATES}),
     ("a plotting option", lambda c: c["report"].update(figure_dpi=100), AGGREGATES),
     ("the corpus seed", lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1),
-     {"prepare_data": 1, "train_base": 2, "release": 2, "unlearn": 2, "evaluate": 12, **AGGREGATES}),
+     {"prepare_data": 1, "train_base": 2, "release": 2, "select_alpha": 2, "unlearn": 8, "evaluate": 23,
+      **AGGREGATES}),
 ])
 def test_config_change_replans_exactly_the_affected_jobs(run, tmp_path, name, mutate, expected):
     assert _planned_after(run, tmp_path, mutate) == expected, name

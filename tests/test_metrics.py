@@ -54,13 +54,26 @@ def test_privleak():
         metrics.privleak(0.5, 0.0)
 
 
+ARM = "unlearn/ga_gdr/alpha~1/lr~3e-05/epochs~40/loss~faithful"
+
+
 def test_parse_eval_path():
     assert parse_eval_path("results/synth/eval/target/rtn4.json") == {
-        "dataset": "synth", "model": "target", "method": "", "alpha": "", "lr": "", "scheme": "rtn4"}
-    assert parse_eval_path("results/d/eval/unlearn/npo_gdr/alpha~2/lr~3e-05/fp32.json") == {
-        "dataset": "d", "model": "unlearn", "method": "npo_gdr", "alpha": "2", "lr": "3e-05", "scheme": "fp32"}
+        "dataset": "synth", "model_id": "target", "model": "target", "method": "", "alpha": "",
+        "selected": False, "lr": "", "epochs": "", "loss": "", "scheme": "rtn4"}
+    mid = "unlearn/npo_gdr/alpha~2/lr~3e-05/epochs~1/loss~paper_code"
+    assert parse_eval_path(f"results/d/eval/{mid}/fp32.json") == {
+        "dataset": "d", "model_id": mid, "model": "unlearn", "method": "npo_gdr", "alpha": "2",
+        "selected": False, "lr": "3e-05", "epochs": "1", "loss": "paper_code", "scheme": "fp32"}
+    sel = "unlearn/npo_gdr/alpha~selected/lr~3e-05/epochs~1/loss~faithful"
+    parsed = parse_eval_path(f"results/d/eval/{sel}/fp32.json", {("d", "npo_gdr"): 5.0})
+    assert parsed["alpha"] == "5" and parsed["selected"] is True
+    with pytest.raises(ValueError, match="no alpha selection"):
+        parse_eval_path(f"results/d/eval/{sel}/fp32.json", {("e", "npo_gdr"): 5.0})
     with pytest.raises(ValueError, match="not an eval output path"):
         parse_eval_path("results/d/eval/other/fp32.json")
+    with pytest.raises(ValueError, match="expected lr~"):
+        parse_eval_path("results/d/eval/unlearn/ga/alpha~1/rate~2/epochs~1/loss~faithful/fp32.json")
 
 
 def _write_eval(root, model_id, scheme, m1, m2, m4, auc):
@@ -75,19 +88,21 @@ def test_long_metrics_privleak_and_retention_hand_checked(tmp_path):
         _write_eval(tmp_path, "target", "rtn4", 0.4, 0.5, 0.9, 0.1),
         _write_eval(tmp_path, "retrain", "fp32", 0.1, 0.2, 1.0, 0.5),
         _write_eval(tmp_path, "retrain", "rtn4", 0.1, 0.2, 1.0, 0.4),
-        _write_eval(tmp_path, "unlearn/ga_gdr/alpha~1/lr~3e-05", "fp32", 0.2, 0.3, 0.9, 0.6),
-        _write_eval(tmp_path, "unlearn/ga_gdr/alpha~1/lr~3e-05", "rtn4", 0.4, 0.45, 0.9, 0.2),
+        _write_eval(tmp_path, ARM, "fp32", 0.2, 0.3, 0.9, 0.6),
+        _write_eval(tmp_path, ARM, "rtn4", 0.4, 0.45, 0.9, 0.2),
     ]
     cfg = ReportConfig(figure_schemes=["fp32", "rtn4"], utility_constrained=["ga_gdr"])
     df = long_metrics(paths, cfg)
-    assert list(df.columns) == ["dataset", "model", "method", "alpha", "lr", "scheme", "metric", "value"]
+    assert list(df.columns) == ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs",
+                                "loss", "scheme", "metric", "value"]
     get = lambda model, scheme, metric: df[(df.model == model) & (df.scheme == scheme) & (df.metric == metric)].value.item()  # noqa: E731
     assert get("target", "fp32", "M1_VerbMem_f") == pytest.approx(80.0)
     # PrivLeak is relative to the retrain model at the reference scheme (fp32), for every scheme
     assert get("unlearn", "rtn4", "M3_PrivLeak") == pytest.approx((0.2 - 0.5) / 0.5 * 100)
     assert get("retrain", "fp32", "M3_PrivLeak") == 0.0
     ret = retention(df)
-    assert list(ret.columns) == ["dataset", "method", "alpha", "lr", "scheme", "retention"]
+    assert list(ret.columns) == ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs",
+                                 "loss", "scheme", "retention"]
     r = ret.set_index("scheme").retention
     assert r["fp32"] == pytest.approx((0.2 / 0.8 + 0.3 / 1.0) / 2)
     assert r["rtn4"] == pytest.approx((0.4 / 0.4 + 0.45 / 0.5) / 2)
@@ -100,7 +115,31 @@ def test_retention_is_nan_when_target_scores_zero():
     rows = []
     for model, v in (("target", 0.0), ("unlearn", 10.0)):
         for metric in ("M1_VerbMem_f", "M2_KnowMem_f"):
-            rows.append({"dataset": "d", "model": model, "method": "ga" if model == "unlearn" else "",
-                         "alpha": "1" if model == "unlearn" else "", "lr": "1" if model == "unlearn" else "",
+            u = model == "unlearn"
+            rows.append({"dataset": "d", "model_id": ARM if u else model, "model": model,
+                         "method": "ga" if u else "", "alpha": "1" if u else "", "selected": False,
+                         "lr": "1" if u else "", "epochs": "1" if u else "", "loss": "faithful" if u else "",
                          "scheme": "fp32", "metric": metric, "value": v})
     assert math.isnan(retention(pd.DataFrame(rows)).retention.item())
+
+
+def test_study_table_has_one_row_per_arm_with_metrics_and_retention_per_scheme(tmp_path):
+    from qunlearn.report_studies import study_table
+
+    lr_arm = "unlearn/ga_gdr/alpha~1/lr~0.001/epochs~40/loss~faithful"
+    paths = [
+        _write_eval(tmp_path, "target", "fp32", 0.8, 1.0, 1.0, 0.1),
+        _write_eval(tmp_path, "target", "rtn4", 0.4, 0.5, 0.9, 0.1),
+        _write_eval(tmp_path, "retrain", "fp32", 0.1, 0.2, 1.0, 0.5),
+        _write_eval(tmp_path, ARM, "fp32", 0.2, 0.3, 0.9, 0.6),
+        _write_eval(tmp_path, ARM, "rtn4", 0.4, 0.45, 0.9, 0.2),
+        _write_eval(tmp_path, lr_arm, "fp32", 0.0, 0.1, 0.7, 0.6),
+    ]
+    df = long_metrics(paths, ReportConfig(figure_schemes=["fp32"]))
+    table = study_table(df, retention(df), [("d", lr_arm), ("d", ARM)], ["lr"], ["fp32", "rtn4"])
+    assert list(table.lr) == ["3e-05", "0.001"]  # sorted by value, not text
+    assert list(table.columns) == ["dataset", "method", "lr", "fp32 M1", "fp32 M2", "fp32 M4", "fp32 ret",
+                                   "rtn4 M1", "rtn4 M2", "rtn4 M4", "rtn4 ret"]
+    fast = table.iloc[1]
+    assert fast["fp32 M4"] == pytest.approx(70.0) and fast["fp32 ret"] == pytest.approx((0 + 0.1) / 2)
+    assert math.isnan(fast["rtn4 ret"])  # that arm was not evaluated at rtn4

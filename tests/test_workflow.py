@@ -23,33 +23,94 @@ def planned_jobs(*args, cwd=ROOT) -> dict[str, int]:
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
 
 
+def planned_outputs(*args, cwd=ROOT) -> set[str]:
+    out = snakemake("-n", "--forceall", *args, cwd=cwd).stdout
+    return set(re.findall(r"^\s*output: (.+)$", out, re.M))
+
+
+def _n_values(values, default):
+    """How many arms a sweep adds beyond the headline arm: its values other than the default."""
+    return len({float(v) if not isinstance(v, str) else v for v in values} - {default})
+
+
 def test_dry_run_plans_the_default_grid(default_config):
+    """Counted from the config by hand (not with qunlearn.plan): grid, headline arms, sweeps."""
     jobs = planned_jobs()
+    unl, sweeps = default_config["unlearn"], default_config["sweeps"]
+    methods = unl["methods"]
     n_schemes = len(default_config["quantize"]["schemes"])
-    n_methods = len(default_config["unlearn"]["methods"])
     n_plain = len(default_config["datasets"]["synth_plain"]["methods"])
+    grid = sum(len(m["alphas"]) for m in methods.values() if len(m.get("alphas", [])) > 1)
+    lr_of = lambda m: float(methods[m].get("lr", unl["lr"]))  # noqa: E731
+    extra_sweep_arms = {
+        "lr": sum(_n_values(sweeps["lr"]["lrs"], lr_of(m)) for m in sweeps["lr"]["methods"]),
+        "epochs": sum(_n_values(sweeps["epochs"]["epochs"], float(unl["epochs"])) for m in sweeps["epochs"]["methods"]),
+        "loss_variant": sum(_n_values(sweeps["loss_variant"]["variants"], unl["loss_variant"])
+                            for m in sweeps["loss_variant"]["methods"]),
+    }
+    n_unlearn = grid + len(methods) + n_plain + sum(extra_sweep_arms.values())
+    n_eval = ((2 + len(methods)) + (2 + n_plain)) * n_schemes + grid * len(unl["alpha_selection"]["schemes"]) \
+        + sum(n * len(sweeps[s]["schemes"]) for s, n in extra_sweep_arms.items())
+    n_select = sum(1 for m in methods.values() if "alphas" in m)  # SURE methods reuse their objective's
     assert jobs == {
         "prepare_data": 1,  # synth_plain reuses synth's data
         "train_base": 2,  # target + retrain, shared by both datasets
         "release": 4,  # target/retrain x (snapped, as trained)
-        "unlearn": n_methods + n_plain,
-        "evaluate": (2 + n_methods + 2 + n_plain) * n_schemes,
+        "select_alpha": n_select,  # synth_plain takes synth's selections
+        "unlearn": n_unlearn,
+        "evaluate": n_eval,
         "aggregate": 1,
         "paper": 1,
         "all": 1,
-        "total": 1 + 2 + 4 + n_methods + n_plain + (4 + n_methods + n_plain) * n_schemes + 3,
+        "total": 1 + 2 + 4 + n_select + n_unlearn + n_eval + 3,
     }
+
+
+def test_sweeps_plan_exactly_the_arms_the_config_asks_for(tmp_path, default_config):
+    cfg = default_config
+    del cfg["datasets"]["synth_plain"]
+    cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1, 5]}, "npo_gdr": {"alphas": [1]},
+                                 "ga_gdr_sure": {"lr": 1e-3}}
+    cfg["unlearn"]["alpha_selection"] = {"schemes": ["fp32"]}
+    cfg["sweeps"] = {"lr": {"methods": ["ga_gdr_sure"], "lrs": [3e-5, 1e-3], "schemes": ["rtn4"]},
+                     "epochs": {"methods": ["npo_gdr"], "epochs": [1, 40], "schemes": ["fp32"]},
+                     "loss_variant": {"methods": ["npo_gdr"], "variants": ["paper_code"]}}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    outs = planned_outputs("--configfile", str(path))
+    arm = "results/synth/models/unlearn/{}/alpha~{}/lr~{}/epochs~{}/loss~{}"
+    assert {o for o in outs if "/models/unlearn/" in o} == {
+        arm.format("ga_gdr", 1, "3e-05", 40, "faithful"),  # the grid
+        arm.format("ga_gdr", 5, "3e-05", 40, "faithful"),
+        arm.format("ga_gdr", "selected", "3e-05", 40, "faithful"),  # headline arms
+        arm.format("npo_gdr", "selected", "3e-05", 40, "faithful"),
+        arm.format("ga_gdr_sure", "selected", "0.001", 40, "faithful"),
+        arm.format("ga_gdr_sure", "selected", "3e-05", 40, "faithful"),  # lr sweep (0.001 is headline)
+        arm.format("npo_gdr", "selected", "3e-05", 1, "faithful"),  # epochs (40 is headline)
+        arm.format("npo_gdr", "selected", "3e-05", 40, "paper_code"),  # loss variant
+    }
+    assert {o for o in outs if "/selection/" in o} == {"results/synth/selection/ga_gdr.json",
+                                                     "results/synth/selection/npo_gdr.json"}
+    evals = {o for o in outs if "/eval/unlearn/" in o}
+    assert "results/synth/eval/" + arm.format("ga_gdr_sure", "selected", "3e-05", 40, "faithful")[
+        len("results/synth/models/"):] + "/rtn4.json" in evals
+    # sweep arms are evaluated at their sweep's schemes only, grid arms at the selection's
+    assert len(evals) == 3 * 3 + 2 * 1 + 1 * 1 + 1 * 1 + 1 * 2
 
 
 def test_dry_run_with_another_configfile_uses_that_file_alone(tmp_path, default_config):
     cfg = default_config
     del cfg["datasets"]["synth_plain"]
+    del cfg["sweeps"]
     cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1, 5]}}
-    cfg["unlearn"]["lrs"] = [1e-5, 3e-5]
+    cfg["unlearn"]["lr"] = 1e-5
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs("--configfile", str(path))
-    assert jobs["unlearn"] == 4 and jobs["evaluate"] == (2 + 4) * 3 and jobs["release"] == 2
+    n_schemes = len(cfg["quantize"]["schemes"])
+    n_sel = len(cfg["unlearn"]["alpha_selection"]["schemes"])
+    assert jobs["unlearn"] == 3 and jobs["release"] == 2 and jobs["select_alpha"] == 1
+    assert jobs["evaluate"] == (2 + 1) * n_schemes + 2 * n_sel
 
 
 def test_lint_is_clean():

@@ -255,3 +255,85 @@ class ReportConfig:
     )
     figure_schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn8", "rtn4"])
     figure_dpi: int = 150
+    quantized_scheme: str = "rtn4"  # compared with full precision in the SURE table and the lr figure
+
+
+@dataclass
+class MethodConfig:
+    """``unlearn.methods.<name>``: the alpha grid and an optional lr of its own.
+
+    With two or more alphas the grid is run and ``alpha_selection`` picks one (README, "Alpha grid");
+    with one alpha that one is used. A SURE method without ``alphas`` takes the alpha selected for
+    its objective (``ga_gdr_sure`` -> ``ga_gdr``)."""
+
+    alphas: Optional[list[float]] = None
+    lr: Optional[float] = None  # null = unlearn.lr
+
+    def validate(self, where: str) -> None:
+        if self.alphas is not None and (not self.alphas or any(a < 0 for a in self.alphas)):
+            raise ConfigError(f"{where}.alphas: a non-empty list of numbers >= 0, got {self.alphas}")
+        if self.alphas is not None and len(set(self.alphas)) != len(self.alphas):
+            raise ConfigError(f"{where}.alphas: repeated value in {self.alphas}")
+        if self.lr is not None and self.lr <= 0:
+            raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
+
+
+@dataclass
+class AlphaSelectionConfig:
+    """The rule that picks alpha from a method's grid (paper: grid search per method).
+
+    Among the grid's alphas whose M4 (retain KnowMem) at the deciding scheme is at least
+    ``min_utility_fraction`` x the target's M4 there, pick the one with the lowest forget retention
+    (mean of M1 and M2 relative to the target); ties go to the smaller alpha. If no alpha meets the
+    constraint, the one with the highest M4 is picked and the selection says so."""
+
+    schemes: list[str] = field(default_factory=lambda: ["fp32"])  # grid evaluated at these; the first decides
+    min_utility_fraction: float = 0.8
+
+    def validate(self, where: str) -> None:
+        if not self.schemes:
+            raise ConfigError(f"{where}.schemes: at least one scheme (the first decides)")
+        if not 0.0 <= self.min_utility_fraction <= 1.0:
+            raise ConfigError(f"{where}.min_utility_fraction: must be in [0, 1], got {self.min_utility_fraction}")
+
+
+@dataclass
+class LrSweepConfig:
+    """Learning-rate sweep (paper section 6: SURE needs a larger lr); alpha = the selected one."""
+
+    methods: list[str] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn4"])
+    datasets: Optional[list[str]] = None  # null = every dataset that is not `source: reuse`
+
+
+@dataclass
+class EpochSweepConfig:
+    """Epoch ablation (rebuttal: 1 vs N epochs); N = unlearn.epochs is the headline arm."""
+
+    methods: list[str] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)
+    schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn4"])
+    datasets: Optional[list[str]] = None
+
+
+@dataclass
+class LossVariantSweepConfig:
+    """Loss variants (faithful vs the paper code's raw-logit NPO/KL) for the same methods."""
+
+    methods: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=lambda: ["faithful", "paper_code"])
+    schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn4"])
+    datasets: Optional[list[str]] = None
+
+    def validate(self, where: str) -> None:
+        for v in self.variants:
+            if v not in ("faithful", "paper_code"):
+                raise ConfigError(f"{where}.variants: {v!r} unknown; use 'faithful' or 'paper_code'")
+
+
+@dataclass
+class SweepsConfig:
+    lr: Optional[LrSweepConfig] = None
+    epochs: Optional[EpochSweepConfig] = None
+    loss_variant: Optional[LossVariantSweepConfig] = None

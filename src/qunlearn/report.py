@@ -12,6 +12,7 @@ import pandas as pd
 from . import runtime
 from .config import ReportConfig, from_dict
 from .evaluate.metrics import privleak
+from .plan import parse_model_id
 
 METRICS = {  # metric name in metrics.csv -> key in the eval JSON
     "M1_VerbMem_f": "verbmem_f",
@@ -20,84 +21,100 @@ METRICS = {  # metric name in metrics.csv -> key in the eval JSON
 }
 PRIVLEAK = "M3_PrivLeak"
 TABLE1_COLUMNS = ["M1_VerbMem_f", "M2_KnowMem_f", PRIVLEAK, "M4_KnowMem_r"]
-LONG_COLUMNS = ["dataset", "model", "method", "alpha", "lr", "scheme", "metric", "value"]
-RETENTION_COLUMNS = ["dataset", "method", "alpha", "lr", "scheme", "retention"]
+# A model row: where it lives (model_id), what it is, and the alpha actually used ("selected" in a
+# model_id is resolved from the alpha selection; the `selected` column keeps that fact).
+MODEL_KEY = ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs", "loss"]
+LONG_COLUMNS = [*MODEL_KEY, "scheme", "metric", "value"]
+RETENTION_COLUMNS = [*MODEL_KEY, "scheme", "retention"]
 
-_EVAL_PATH = re.compile(
-    r"(?:^|/)(?P<dataset>[^/]+)/eval/(?:(?P<base>target|retrain)|unlearn/(?P<method>[^/]+)/"
-    r"alpha~(?P<alpha>[^/]+)/lr~(?P<lr>[^/]+))/(?P<scheme>[^/]+)\.json$"
-)
+_EVAL_PATH = re.compile(r"(?:^|/)(?P<dataset>[^/]+)/eval/(?P<model_id>.+)/(?P<scheme>[^/]+)\.json$")
 
 
-def parse_eval_path(path: str | Path) -> dict:
+def parse_eval_path(path: str | Path, selected_alphas: dict | None = None) -> dict:
+    """Model key + scheme of an eval output; ``selected_alphas[(dataset, method)]`` resolves the
+    alpha of arms whose path says alpha~selected."""
     m = _EVAL_PATH.search(str(path).replace("\\", "/"))
     if not m:
         raise ValueError(f"{path}: not an eval output path (results/<dataset>/eval/<model_id>/<scheme>.json)")
-    d = m.groupdict()
-    return {
-        "dataset": d["dataset"],
-        "model": d["base"] or "unlearn",
-        "method": d["method"] or "",
-        "alpha": d["alpha"] or "",
-        "lr": d["lr"] or "",
-        "scheme": d["scheme"],
-    }
+    try:
+        fields = parse_model_id(m["model_id"])
+    except ValueError as err:
+        raise ValueError(f"{path}: not an eval output path ({err})") from None
+    selected = fields["alpha"] == "selected"
+    if selected:
+        try:
+            fields["alpha"] = f"{(selected_alphas or {})[(m['dataset'], fields['method'])]:g}"
+        except KeyError:
+            raise ValueError(f"{path}: alpha~selected but no alpha selection for "
+                             f"({m['dataset']}, {fields['method']}) was given") from None
+    return {"dataset": m["dataset"], "model_id": m["model_id"], "model": fields["model"],
+            "method": fields["method"], "alpha": fields["alpha"], "selected": selected,
+            "lr": fields["lr"], "epochs": fields["epochs"], "loss": fields["loss"], "scheme": m["scheme"]}
 
 
-def long_metrics(eval_paths: list[str], cfg: ReportConfig) -> pd.DataFrame:
+def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict | None = None) -> pd.DataFrame:
     """One row per (model, scheme, metric); values x100 as MUSE reports them."""
     rows, aucs = [], {}
     for path in eval_paths:
-        key = parse_eval_path(path)
+        key = parse_eval_path(path, selected_alphas)
         data = runtime.read_json(path)
         for name, k in METRICS.items():
             rows.append({**key, "metric": name, "value": 100.0 * data["metrics"][k]})
-        aucs[tuple(key.values())] = data["metrics"]["mia_auc"]
+        aucs[(key["dataset"], key["model_id"], key["scheme"])] = (key, data["metrics"]["mia_auc"])
         rows.append({**key, "metric": "MIA_AUC", "value": data["metrics"]["mia_auc"]})
-    for k, auc in aucs.items():
-        key = dict(zip(("dataset", "model", "method", "alpha", "lr", "scheme"), k))
-        ref = (key["dataset"], "retrain", "", "", "", cfg.privleak_reference_scheme)
-        if ref not in aucs:
+    for key, auc in aucs.values():
+        ref = aucs.get((key["dataset"], "retrain", cfg.privleak_reference_scheme))
+        if ref is None:
             raise ValueError(
                 f"PrivLeak of {key}: no eval of the retrain model at scheme "
                 f"{cfg.privleak_reference_scheme!r} for dataset {key['dataset']!r}"
             )
-        rows.append({**key, "metric": PRIVLEAK, "value": privleak(auc, aucs[ref])})
+        rows.append({**key, "metric": PRIVLEAK, "value": privleak(auc, ref[1])})
     df = pd.DataFrame(rows, columns=LONG_COLUMNS)
-    return df.sort_values(["dataset", "model", "method", "alpha", "lr", "scheme", "metric"],
+    return df.sort_values(["dataset", "model", "method", "model_id", "scheme", "metric"],
                           kind="stable").reset_index(drop=True)
+
+
+def wide_metrics(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per (model, scheme) with a column per metric."""
+    return df[df.metric.isin(metrics)].pivot_table(
+        index=[*MODEL_KEY, "scheme"], columns="metric", values="value"
+    ).reset_index()
 
 
 def retention(df: pd.DataFrame) -> pd.DataFrame:
     """Per unlearned model and scheme: mean over M1 and M2 of unlearned / target at the same scheme."""
-    wide = df[df.metric.isin(["M1_VerbMem_f", "M2_KnowMem_f"])].pivot_table(
-        index=["dataset", "model", "method", "alpha", "lr", "scheme"], columns="metric", values="value"
-    ).reset_index()
+    wide = wide_metrics(df, ["M1_VerbMem_f", "M2_KnowMem_f"])
     target = wide[wide.model == "target"].set_index(["dataset", "scheme"])
     rows = []
     for _, r in wide[wide.model == "unlearn"].iterrows():
         t = target.loc[(r.dataset, r.scheme)]
         ratios = [r[m] / t[m] if t[m] > 0 else math.nan for m in ("M1_VerbMem_f", "M2_KnowMem_f")]
-        rows.append({"dataset": r.dataset, "method": r.method, "alpha": r.alpha, "lr": r.lr,
-                     "scheme": r.scheme, "retention": float(np.mean(ratios))})
+        rows.append({**{k: r[k] for k in MODEL_KEY}, "scheme": r.scheme, "retention": float(np.mean(ratios))})
     return pd.DataFrame(rows, columns=RETENTION_COLUMNS)
+
+
+def headline(df: pd.DataFrame, headline_ids: dict[str, list[str]]) -> pd.DataFrame:
+    """The rows the headline tables report: target, retrain and each dataset's headline arms."""
+    keep = [mid in ("target", "retrain") or mid in headline_ids.get(ds, ())
+            for ds, mid in zip(df.dataset, df.model_id)]
+    return df[keep].reset_index(drop=True)
 
 
 def _model_label(row) -> str:
     if row.model != "unlearn":
         return row.model.capitalize()
-    return f"{row.method.upper()} (alpha={row.alpha}, lr={row.lr})"
+    star = "*" if row.selected else ""
+    return f"{row.method.upper()} (alpha={row.alpha}{star}, lr={row.lr})"
 
 
 def table1(df: pd.DataFrame, scheme_order: list[str]) -> pd.DataFrame:
     """Rows model x scheme, columns M1-M4 (Table 1 of the paper)."""
-    wide = df[df.metric.isin(TABLE1_COLUMNS)].pivot_table(
-        index=["dataset", "model", "method", "alpha", "lr", "scheme"], columns="metric", values="value"
-    ).reset_index()
+    wide = wide_metrics(df, TABLE1_COLUMNS)
     order = {"target": 0, "retrain": 1, "unlearn": 2}
     wide["_m"] = wide.model.map(order)
     wide["_s"] = wide.scheme.map({s: i for i, s in enumerate(scheme_order)})
-    wide = wide.sort_values(["dataset", "_m", "method", "alpha", "lr", "_s"], kind="stable")
+    wide = wide.sort_values(["dataset", "_m", "method", "model_id", "_s"], kind="stable")
     wide.insert(1, "row", [_model_label(r) for r in wide.itertuples()])
     return wide[["dataset", "row", "scheme", *TABLE1_COLUMNS]].reset_index(drop=True)
 
@@ -142,6 +159,12 @@ def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
                 s: (float(v / fp) if fp > 0 else math.nan) for s, v in t.value.items()
             },
             "methods": sorted(r.method.unique().tolist()),
+            "mean_retention_sure": {
+                s: float(g.retention.mean())
+                for s, g in ret[(ret.dataset == ds) & ret.method.str.endswith("_sure")].groupby("scheme")
+            },
+            "alpha": {m: float(a) for m, a in
+                      ret[ret.dataset == ds].drop_duplicates("method").set_index("method").alpha.items()},
         }
     return out
 
@@ -159,10 +182,11 @@ def figure(df: pd.DataFrame, cfg: ReportConfig, png: str | Path, pdf: str | Path
     for i, ds in enumerate(datasets):
         d = df[df.dataset == ds].copy()
         d["label"] = [
-            r.model if r.model != "unlearn" else f"{r.method}\n(a={r.alpha}, lr={r.lr})" for r in d.itertuples()
+            r.model if r.model != "unlearn" else f"{r.method}\n(a={r.alpha}{'*' if r.selected else ''}, lr={r.lr})"
+            for r in d.itertuples()
         ]
         d["_order"] = d.model.map({"target": 0, "retrain": 1, "unlearn": 2})
-        labels = list(dict.fromkeys(d.sort_values(["_order", "method", "alpha", "lr"], kind="stable").label))
+        labels = list(dict.fromkeys(d.sort_values(["_order", "method", "model_id"], kind="stable").label))
         for j, metric in enumerate(("M1_VerbMem_f", "M2_KnowMem_f")):
             ax = axes[i][j]
             width = 0.8 / max(1, len(schemes))
@@ -182,26 +206,40 @@ def figure(df: pd.DataFrame, cfg: ReportConfig, png: str | Path, pdf: str | Path
     plt.close(fig)
 
 
-def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str],
-              figures: list[str]) -> None:
+def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str], figures: list[str],
+              selections: dict[str, str] | None = None, headline_ids: dict[str, list[str]] | None = None,
+              studies: dict | None = None) -> None:
+    """Every table and figure. ``selections``: "dataset/method" -> selection JSON (resolves
+    alpha~selected); ``headline_ids``: dataset -> the model_ids the headline tables report (all
+    unlearned models when None); ``studies``: study -> [[dataset, model_id], ...] (report_studies)."""
+    from .selection import selected_alpha
+
     cfg = from_dict(ReportConfig, report_cfg, "report")
-    df = long_metrics(eval_paths, cfg)
+    selected_alphas = {tuple(k.split("/", 1)): selected_alpha(p) for k, p in (selections or {}).items()}
+    df = long_metrics(eval_paths, cfg, selected_alphas)
     ret = retention(df)
+    head = df if headline_ids is None else headline(df, headline_ids)
+    head_ret = ret if headline_ids is None else headline(ret, headline_ids)
     schemes = list(dict.fromkeys([*cfg.figure_schemes, *sorted(df.scheme.unique())]))
-    t1 = table1(df, schemes)
+    t1 = table1(head, schemes)
     out = {Path(p).name: p for p in tables + figures}
     df.to_csv(out["metrics.csv"], index=False, float_format="%.6g")
     t1.to_csv(out["table1.csv"], index=False, float_format="%.4g")
     Path(out["table1.md"]).write_text(to_markdown(t1))
     Path(out["table1.tex"]).write_text(to_latex(
-        t1, "MUSE metrics (x100) per model and quantization scheme (Table 1 analog).", "tab:table1"))
+        t1, "MUSE metrics (x100) per model and quantization scheme (Table 1 analog; * = alpha selected "
+            "by the grid rule).", "tab:table1"))
     ret.to_csv(out["retention.csv"], index=False, float_format="%.6g")
-    ret_wide = ret.pivot_table(index=["dataset", "method", "alpha", "lr"], columns="scheme",
-                               values="retention").reset_index()
+    ret_wide = head_ret.pivot_table(index=["dataset", "method", "alpha", "lr"], columns="scheme",
+                                    values="retention").reset_index()
     ret_wide = ret_wide[[c for c in ret_wide.columns if c not in schemes] + [s for s in schemes if s in ret_wide]]
     Path(out["retention.md"]).write_text(to_markdown(ret_wide, "{:.2f}"))
     Path(out["retention.tex"]).write_text(to_latex(
         ret_wide, "Knowledge retention (unlearned / target at the same scheme, mean of M1 and M2).",
         "tab:retention", "{:.2f}"))
-    runtime.write_json_atomic(out["summary.json"], summary(df, ret, cfg))
-    figure(df, cfg, out["m1_m2_by_scheme.png"], out["m1_m2_by_scheme.pdf"])
+    runtime.write_json_atomic(out["summary.json"], summary(head, head_ret, cfg))
+    figure(head, cfg, out["m1_m2_by_scheme.png"], out["m1_m2_by_scheme.pdf"])
+    if studies is not None:
+        from .report_studies import write_studies
+
+        write_studies(df, ret, cfg, studies, selections or {}, out)

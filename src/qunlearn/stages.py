@@ -114,14 +114,29 @@ def release(trained_dir: str | Path, out_dir: str | Path, release_cfg: dict | No
 
 
 def unlearn_model(base_dir: str | Path, data_dir: str | Path, out_dir: str | Path, unlearn_cfg: dict,
-                  max_length: int, seed: int, threads: int | None = None, progress: bool = True) -> dict:
+                  max_length: int, seed: int, threads: int | None = None, progress: bool = True,
+                  selection_json: str | Path | None = None, grid_twins: dict[str, str] | None = None) -> dict:
+    """Unlearn the forget set from ``base_dir``. With ``selection_json`` (an arm whose alpha is
+    'selected') the alpha comes from that file and ``unlearn_cfg`` must not set one; if
+    ``grid_twins`` (alpha text -> grid arm dir, same config but alpha) holds the selected alpha,
+    that model is copied instead of trained again (unlearning is deterministic)."""
     from .data.tokenizer import load_tokenizer
     from .models import load_model, save_model
+    from .selection import selected_alpha
     from .unlearn import unlearn
 
     started = time.time()
     runtime.seed_everything(seed, threads)
+    inputs = {"base": base_dir, "data": data_dir}
+    if selection_json is not None:
+        if "alpha" in unlearn_cfg:
+            raise ValueError("unlearn: an arm with a selected alpha must not also set alpha")
+        unlearn_cfg = {**unlearn_cfg, "alpha": selected_alpha(selection_json)}
+        inputs["selection"] = selection_json
     cfg = from_dict(UnlearnConfig, unlearn_cfg, "unlearn")
+    twin = (grid_twins or {}).get(f"{cfg.alpha:g}")
+    if twin is not None:
+        return _copy_twin(twin, out_dir, cfg, seed, {**inputs, "twin": twin}, started)
     tok = load_tokenizer(base_dir)
     model = load_model(base_dir)
     forget = muse_format.read_texts(data_dir, "raw", "forget")
@@ -129,8 +144,22 @@ def unlearn_model(base_dir: str | Path, data_dir: str | Path, out_dir: str | Pat
     history = unlearn(model, tok, forget, retain, cfg, seed, max_length, progress)
     with runtime.atomic_dir(out_dir) as tmp:
         save_model(model, tok, tmp)
-        meta = runtime.build_meta("unlearn", to_dict(cfg), seed, {"base": base_dir, "data": data_dir},
-                                  started, {"history": history})
+        meta = runtime.build_meta("unlearn", to_dict(cfg), seed, inputs, started, {"history": history})
+        runtime.write_json_atomic(tmp / "meta.json", meta)
+    return meta
+
+
+def _copy_twin(twin: str | Path, out_dir: str | Path, cfg, seed: int, inputs: dict, started: float) -> dict:
+    twin_meta = runtime.read_json(Path(twin) / "meta.json")
+    if twin_meta["config"] != to_dict(cfg):
+        raise ValueError(f"{twin}: its unlearning config differs from this arm's, cannot stand in for it")
+    log.info("selected alpha %g: copying the grid arm %s (same config, deterministic)", cfg.alpha, twin)
+    with runtime.atomic_dir(out_dir) as tmp:
+        for f in Path(twin).iterdir():
+            if f.name != "meta.json":
+                shutil.copy2(f, tmp / f.name)
+        meta = runtime.build_meta("unlearn", to_dict(cfg), seed, inputs, started,
+                                  {"history": twin_meta.get("history"), "copied_from": str(twin)})
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
 

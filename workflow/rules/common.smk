@@ -3,9 +3,11 @@
 #   results/{dataset}/data/                                         MUSE-format splits + tokenizer
 #   results/{dataset}/models/trained/{base}/                        base = target | retrain, as trained
 #   results/{dataset}/models/{base}/                                as released (optionally grid-snapped)
-#   results/{dataset}/models/unlearn/{method}/alpha~{alpha}/lr~{lr}/
+#   results/{dataset}/models/unlearn/{method}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}/
+#                                                                   alpha = a number | selected
+#   results/{dataset}/selection/{method}.json                       the alpha picked from the grid
 #   results/{dataset}/eval/{model_id}/{scheme}.json                 model_id = target | retrain |
-#                                                                   unlearn/{method}/alpha~{alpha}/lr~{lr}
+#                                        unlearn/{method}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}
 #   results/tables/*.{csv,md,tex}, results/figures/*.{png,pdf}  ->  paper/tables/, paper/figures/
 #
 # Every model/data directory holds meta.json; every eval JSON embeds its "meta".
@@ -18,6 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a source checkout works without install
 
 from qunlearn import plan
+from qunlearn.report_files import STUDY_FIGURE_FILES, STUDY_TABLE_FILES
 from qunlearn.config import ConfigError, EvalConfig, ModelConfig, ReportConfig, TrainConfig
 
 try:
@@ -26,6 +29,7 @@ except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
 
 RESULTS = "results"
+ARM = "{method}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}"  # an unlearned model's path
 SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
 CONDA_ENV = str(Path(workflow.basedir) / "workflow" / "envs" / "qunlearn.yaml")
 SEED = config.get("seed", 0)
@@ -41,10 +45,12 @@ wildcard_constraints:
     dataset=_alt(config["datasets"]),
     base="target|retrain",
     method=_alt(config["unlearn"]["methods"]),
-    alpha=r"[0-9.e+-]+",
+    alpha=r"[0-9.e+-]+|selected",
     lr=r"[0-9.e+-]+",
+    epochs=r"[0-9]+",
+    loss="faithful|paper_code",
     scheme=_alt(config["quantize"]["schemes"]),
-    model_id=r"target|retrain|unlearn/[^/]+/alpha~[^/]+/lr~[^/]+",
+    model_id=r"target|retrain|unlearn/[^/]+/alpha~[^/]+/lr~[^/]+/epochs~[^/]+/loss~[^/]+",
 
 
 def as_json(obj):
@@ -64,18 +70,54 @@ def model_dir(dataset, model_id):
     return f"{RESULTS}/{dataset}/models/{model_id}"
 
 
+def selection_file(dataset, method):
+    """The alpha selection an arm of (dataset, method) with alpha 'selected' reads."""
+    ds, m = plan.selection_source(config, dataset, method)
+    return f"{RESULTS}/{ds}/selection/{m}.json"
+
+
+def arm_of(w):
+    return plan.Arm(w.dataset, w.method, w.alpha, w.lr, w.epochs, w.loss)
+
+
+def unlearn_inputs(w):
+    inputs = {"base": f"{RESULTS}/{w.dataset}/models/target", "data": data_dir(w.dataset)}
+    if w.alpha == plan.SELECTED:
+        inputs["selection"] = selection_file(w.dataset, w.method)
+        for twin in plan.grid_twins(config, arm_of(w)):  # the grid arm it may copy (plan.grid_twins)
+            inputs[f"twin_{twin.alpha}"] = model_dir(w.dataset, twin.model_id)
+    return inputs
+
+
+def selection_inputs(w):
+    """The grid's evals at the deciding scheme (none when a single alpha is configured)."""
+    alphas = plan.grid_alphas(config, w.method)
+    if not alphas:
+        return {}
+    scheme = plan.alpha_selection(config).schemes[0]
+    inputs = {f"alpha_{i}": f"{RESULTS}/{w.dataset}/eval/{arm.model_id}/{scheme}.json"
+              for i, arm in enumerate(plan.grid_arms(config, w.dataset, w.method))}
+    inputs["target"] = f"{RESULTS}/{w.dataset}/eval/target/{scheme}.json"
+    return inputs
+
+
+def selection_map():
+    """"dataset/method" -> the selection file of every arm whose alpha is 'selected'."""
+    return {f"{a.dataset}/{a.method}": selection_file(a.dataset, a.method)
+            for a in plan.unlearn_jobs(config) if a.alpha == plan.SELECTED}
+
+
+def selection_files():
+    return sorted(set(selection_map().values()))
+
+
 def eval_outputs():
-    return [
-        f"{RESULTS}/{ds}/eval/{mid}/{scheme}.json"
-        for ds in config["datasets"]
-        for mid in plan.model_ids(config, ds)
-        for scheme in config["quantize"]["schemes"]
-    ]
+    return [f"{RESULTS}/{ds}/eval/{mid}/{scheme}.json" for ds, mid, scheme in plan.evaluations(config)]
 
 
 TABLES = ["metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv",
-          "retention.md", "retention.tex", "summary.json"]
-FIGURES = ["m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf"]
+          "retention.md", "retention.tex", "summary.json", *STUDY_TABLE_FILES]
+FIGURES = ["m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf", *STUDY_FIGURE_FILES]
 
 
 def paper_outputs():

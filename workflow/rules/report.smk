@@ -2,11 +2,15 @@ rule aggregate:
     """metrics.csv (long form), Table-1-style table, retention table, headline summary, figure."""
     input:
         evals=eval_outputs(),
+        selections=selection_files(),
     output:
         tables=[f"{RESULTS}/tables/{t}" for t in TABLES],
         figures=[f"{RESULTS}/figures/{f}" for f in FIGURES],
     params:
         report=as_json(plan.stage_slice(config, "report", ReportConfig)),
+        selections=as_json(selection_map()),
+        headline=as_json(plan.headline_ids(config)),
+        studies=as_json(plan.studies_for_report(config)),
     log:
         "logs/aggregate.log",
     benchmark:

@@ -2,5 +2,6 @@ from qunlearn.jobs import job_logging, param
 from qunlearn.report import aggregate
 
 with job_logging(snakemake.log[0]):
-    aggregate(snakemake.input.evals, param(snakemake, "report"),
-              snakemake.output.tables, snakemake.output.figures)
+    aggregate(snakemake.input.evals, param(snakemake, "report"), snakemake.output.tables,
+              snakemake.output.figures, selections=param(snakemake, "selections"),
+              headline_ids=param(snakemake, "headline"), studies=param(snakemake, "studies"))

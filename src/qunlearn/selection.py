@@ -1,0 +1,74 @@
+"""Alpha selection (paper: alpha by grid search per method), as a pure function and a stage.
+
+The rule (``AlphaSelectionConfig``): among the grid's alphas whose M4 at the deciding scheme is at
+least ``min_utility_fraction`` x the target's M4, pick the lowest forget retention (mean of M1 and M2
+relative to the target at that scheme); ties go to the smaller alpha. When no alpha meets the
+constraint, the alpha with the highest M4 is picked and ``constraint_met`` is false.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+from . import runtime
+from .config import AlphaSelectionConfig, from_dict, to_dict
+
+# Scores within this of each other count as equal (the constraint compares float means).
+TOLERANCE = 1e-9
+
+
+def forget_retention(scores: dict, target: dict) -> float:
+    """Mean over M1 (verbmem_f) and M2 (knowmem_f) of unlearned / target; NaN-safe."""
+    ratios = [scores[k] / target[k] for k in ("verbmem_f", "knowmem_f") if target[k] > 0]
+    return sum(ratios) / len(ratios) if ratios else math.nan
+
+
+def select_alpha(grid: dict[float, dict], target: dict, min_utility_fraction: float) -> dict:
+    """``grid``: alpha -> metrics (verbmem_f, knowmem_f, knowmem_r, 0..1); ``target``: the same
+    for the target. Returns the selected alpha and the scored grid."""
+    if not grid:
+        raise ValueError("alpha selection needs at least one grid point")
+    floor = min_utility_fraction * target["knowmem_r"]
+    rows = []
+    for alpha in sorted(grid):
+        s = grid[alpha]
+        rows.append({"alpha": alpha, "forget_retention": forget_retention(s, target),
+                     "utility": s["knowmem_r"], "meets_utility": s["knowmem_r"] >= floor - TOLERANCE})
+    ok = [r for r in rows if r["meets_utility"]]
+    if ok:
+        best = min(ok, key=lambda r: (r["forget_retention"], r["alpha"]))
+    else:
+        best = min(rows, key=lambda r: (-r["utility"], r["alpha"]))
+    return {"alpha": best["alpha"], "constraint_met": bool(ok), "utility_floor": floor, "grid": rows}
+
+
+def select_alpha_stage(grid_evals: dict[str, str], target_eval: str | None, alphas: list[float],
+                       cfg: dict, out_json: str | Path, method: str) -> dict:
+    """Write the selection of one (dataset, method). ``grid_evals``: alpha text -> eval JSON at the
+    deciding scheme; with a single configured alpha there is nothing to evaluate."""
+    started = time.time()
+    scfg = from_dict(AlphaSelectionConfig, cfg, "unlearn.alpha_selection")
+    if len(alphas) == 1:
+        result = {"alpha": float(alphas[0]), "constraint_met": None, "grid": [],
+                  "note": "one alpha configured: used as is"}
+    else:
+        grid = {float(a): runtime.read_json(p)["metrics"] for a, p in grid_evals.items()}
+        target = runtime.read_json(target_eval)["metrics"]
+        result = select_alpha(grid, target, scfg.min_utility_fraction)
+    inputs = {f"alpha~{a}": p for a, p in grid_evals.items()}
+    if target_eval:
+        inputs["target"] = target_eval
+    out = {"method": method, **result,
+           "meta": runtime.build_meta("select_alpha", {"alpha_selection": to_dict(scfg), "alphas": alphas},
+                                      None, inputs, started)}
+    runtime.write_json_atomic(out_json, out)
+    return out
+
+
+def selected_alpha(selection_json: str | Path) -> float:
+    data = runtime.read_json(selection_json)
+    if "alpha" not in data:
+        raise ValueError(f"{selection_json}: not an alpha selection (no 'alpha' key)")
+    return float(data["alpha"])
