@@ -331,14 +331,15 @@ def scheme_slice(config: dict, scheme: str) -> dict:
 
 
 def headline_ids(config: dict) -> dict[str, list[str]]:
-    return {ds: [a.model_id for a in headline_arms(config, ds)] for ds in config["datasets"]}
+    # sorted: the order of keys in the config file must not change params (and so rerun the report)
+    return {ds: sorted(a.model_id for a in headline_arms(config, ds)) for ds in config["datasets"]}
 
 
 def studies_for_report(config: dict) -> dict:
     """What the study tables need: each study's arms and schemes, and the headline arms."""
-    out = {"headline": {"arms": [[a.dataset, a.model_id] for a in headline_arms(config)], "schemes": []}}
+    out = {"headline": {"arms": [[a.dataset, a.model_id] for a in sorted(headline_arms(config))], "schemes": []}}
     for study in STUDIES:
-        arms = study_arms(config, study)
+        arms = sorted(study_arms(config, study))
         out[study] = {"arms": [[a.dataset, a.model_id] for a in arms],
                       "schemes": study_schemes(config, study) if arms else []}
     return out
