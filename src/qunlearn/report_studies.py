@@ -115,12 +115,16 @@ def lr_figure(table: pd.DataFrame, cfg: ReportConfig, target_m4: dict[str, float
                     y = y / target_m4.get(ds, math.nan)
                 axes[i][j].plot(g._lr, y, marker="o", color=color, label=method,
                                 linestyle="--" if is_saliency_method(method) else "-")
-                axes[i][j].set_title(f"{ds}: {title}")
-                axes[i][j].set_xscale("log")
-                axes[i][j].set_xlabel("learning rate")
-                axes[i][j].set_ylim(-0.05, 1.15)
-        for j in range(3):
-            axes[i][j].legend(fontsize=7, frameon=False)
+        lrs = sorted(d.lr.astype(float).unique())
+        for j, (_, title) in enumerate(panels):
+            ax = axes[i][j]
+            ax.set_title(f"{ds}: {title}")
+            ax.set_xscale("log")
+            ax.set_xticks(lrs, [f"{v:g}" for v in lrs])
+            ax.minorticks_off()
+            ax.set_xlabel("learning rate")
+            ax.set_ylim(-0.05, 1.15)
+            ax.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(png, dpi=cfg.figure_dpi)
     fig.savefig(pdf)
