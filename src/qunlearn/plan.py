@@ -140,3 +140,20 @@ def train_check_eval_slice(config: dict) -> dict:
 
 def scheme_slice(config: dict, scheme: str) -> dict:
     return to_dict(from_dict(SchemeConfig, config["quantize"]["schemes"][scheme], f"quantize.schemes.{scheme}"))
+
+
+# Report settings that only change how figures look: rule `figures` gets them, rule `aggregate`
+# (the tables) does not, so editing one reruns the figures alone. figure_schemes also orders the
+# tables' scheme columns, so it belongs to both.
+FIGURE_ONLY_KEYS = ("figure_dpi",)
+FIGURE_KEYS = ("figure_schemes", *FIGURE_ONLY_KEYS)
+
+
+def report_table_slice(config: dict) -> dict:
+    full = stage_slice(config, "report", ReportConfig)
+    return {k: v for k, v in full.items() if k not in FIGURE_ONLY_KEYS}
+
+
+def report_figure_slice(config: dict) -> dict:
+    full = stage_slice(config, "report", ReportConfig)
+    return {k: full[k] for k in FIGURE_KEYS}

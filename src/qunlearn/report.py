@@ -182,14 +182,28 @@ def figure(df: pd.DataFrame, cfg: ReportConfig, png: str | Path, pdf: str | Path
     plt.close(fig)
 
 
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    """metrics.csv back as ``long_metrics`` wrote it (alpha and lr stay text: '3e-05', not 3e-05)."""
+    text_cols = {c: str for c in LONG_COLUMNS if c != "value"}
+    return pd.read_csv(path, dtype=text_cols, keep_default_na=False)
+
+
+def figures_from_metrics(metrics_csv: str | Path, plot_cfg: dict, figures: list[str]) -> None:
+    """The figures of rule ``figures``, drawn from metrics.csv with only the plot settings, so a
+    plotting option (``report.figure_dpi``) reruns the figures and nothing else."""
+    cfg = from_dict(ReportConfig, plot_cfg, "report")
+    out = {Path(p).name: p for p in figures}
+    figure(read_metrics(metrics_csv), cfg, out["m1_m2_by_scheme.png"], out["m1_m2_by_scheme.pdf"])
+
+
 def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str],
-              figures: list[str]) -> None:
+              figures: list[str] | None = None) -> None:
     cfg = from_dict(ReportConfig, report_cfg, "report")
     df = long_metrics(eval_paths, cfg)
     ret = retention(df)
     schemes = list(dict.fromkeys([*cfg.figure_schemes, *sorted(df.scheme.unique())]))
     t1 = table1(df, schemes)
-    out = {Path(p).name: p for p in tables + figures}
+    out = {Path(p).name: p for p in [*tables, *(figures or [])]}
     df.to_csv(out["metrics.csv"], index=False, float_format="%.6g")
     t1.to_csv(out["table1.csv"], index=False, float_format="%.4g")
     Path(out["table1.md"]).write_text(to_markdown(t1))
@@ -204,4 +218,5 @@ def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str],
         ret_wide, "Knowledge retention (unlearned / target at the same scheme, mean of M1 and M2).",
         "tab:retention", "{:.2f}"))
     runtime.write_json_atomic(out["summary.json"], summary(df, ret, cfg))
-    figure(df, cfg, out["m1_m2_by_scheme.png"], out["m1_m2_by_scheme.pdf"])
+    if figures:  # the workflow draws them in rule `figures` (figures_from_metrics)
+        figure(df, cfg, out["m1_m2_by_scheme.png"], out["m1_m2_by_scheme.pdf"])

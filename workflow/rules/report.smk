@@ -1,12 +1,11 @@
 rule aggregate:
-    """metrics.csv (long form), Table-1-style table, retention table, headline summary, figure."""
+    """metrics.csv (long form), Table-1-style table, retention table, headline summary."""
     input:
         evals=eval_outputs(),
     output:
-        tables=[f"{RESULTS}/tables/{t}" for t in TABLES],
-        figures=[f"{RESULTS}/figures/{f}" for f in FIGURES],
+        tables=[report_table(f"{RESULTS}/tables/{t}") for t in TABLES],
     params:
-        report=as_json(plan.stage_slice(config, "report", ReportConfig)),
+        report=as_json(plan.report_table_slice(config)),
     log:
         "logs/aggregate.log",
     benchmark:
@@ -17,7 +16,25 @@ rule aggregate:
         f"{SCRIPTS}/aggregate.py"
 
 
-rule paper:
+rule figures:
+    """The figures, from metrics.csv and the plot settings only (a plotting option reruns just this)."""
+    input:
+        metrics=f"{RESULTS}/tables/metrics.csv",
+    output:
+        figures=[report_figure(f"{RESULTS}/figures/{f}") for f in FIGURES],
+    params:
+        plot=as_json(plan.report_figure_slice(config)),
+    log:
+        "logs/figures.log",
+    benchmark:
+        "benchmarks/figures.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        f"{SCRIPTS}/figures.py"
+
+
+rule paper_assets:
     """Copy the regenerated tables and figures into paper/."""
     input:
         tables=[f"{RESULTS}/tables/{t}" for t in TABLES],
@@ -27,7 +44,7 @@ rule paper:
         figures=[f"paper/figures/{f}" for f in FIGURES],
     localrule: True
     log:
-        "logs/paper.log",
+        "logs/paper_assets.log",
     conda:
         CONDA_ENV
     script:

@@ -3,4 +3,4 @@ from qunlearn.report import aggregate
 
 with job_logging(snakemake.log[0]):
     aggregate(snakemake.input.evals, param(snakemake, "report"),
-              snakemake.output.tables, snakemake.output.figures)
+              snakemake.output.tables)
