@@ -103,7 +103,7 @@ def _planned_after(run, tmp_path, mutate) -> dict[str, int]:
     return jobs
 
 
-AGGREGATES = {"aggregate": 1, "paper": 1, "all": 1}
+AGGREGATES = {"aggregate": 1, "figures": 1, "paper_numbers": 1, "paper_assets": 1, "all": 1}
 
 
 @pytest.mark.parametrize("name,mutate,expected", [
@@ -115,7 +115,7 @@ AGGREGATES = {"aggregate": 1, "paper": 1, "all": 1}
     ("a new scheme", lambda c: c["quantize"]["schemes"].update(rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}),
      {"evaluate": 4, **AGGREGATES}),
     ("an evaluation setting", lambda c: c["evaluate"].update(mink_k=0.2), {"evaluate": 12, **AGGREGATES}),
-    ("a plotting option", lambda c: c["report"].update(figure_dpi=100), AGGREGATES),
+    ("a plotting option", lambda c: c["report"].update(figure_dpi=100), {"figures": 1, "paper_assets": 1, "all": 1}),
     ("the corpus seed", lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1),
      {"prepare_data": 1, "train_base": 2, "release": 2, "unlearn": 2, "evaluate": 12, **AGGREGATES}),
 ])

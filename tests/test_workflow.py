@@ -35,9 +35,12 @@ def test_dry_run_plans_the_default_grid(default_config):
         "unlearn": n_methods + n_plain,
         "evaluate": (2 + n_methods + 2 + n_plain) * n_schemes,
         "aggregate": 1,
-        "paper": 1,
+        "figures": 1,
+        "paper_numbers": 1,
+        "paper_includes": 1,
+        "paper_assets": 1,
         "all": 1,
-        "total": 1 + 2 + 4 + n_methods + n_plain + (4 + n_methods + n_plain) * n_schemes + 3,
+        "total": 1 + 2 + 4 + n_methods + n_plain + (4 + n_methods + n_plain) * n_schemes + 6,
     }
 
 
