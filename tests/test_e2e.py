@@ -8,27 +8,14 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import CI_CONFIG, ROOT, run_snakemake
 
 pytestmark = pytest.mark.e2e
-CI_CONFIG = ROOT / "configs" / "ci.yaml"
-
-
-def run_snakemake(workdir, *args):
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(CI_CONFIG),
-           "--directory", str(workdir), "--snakefile", str(ROOT / "Snakefile"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000)
-    if proc.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (workdir / "logs").rglob("*.log"))
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stderr[-5000:]}\n{logs}")
-    return proc
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("e2e")
-    run_snakemake(workdir)
-    return workdir
+def run(ci_run):
+    return ci_run
 
 
 def test_tables_and_figures_exist(run):
