@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# LaTeX for paper/main.pdf (rule `paper_pdf`, `snakemake paper`), from Debian's packages only, and
+# LaTeX for paper/main.pdf (rule `paper`: `snakemake paper`), from Debian's packages only, and
 # poppler-utils (pdftotext) for the test that reads the PDF back. Only needed for the PDF: tables,
 # figures and macros are generated without it. Needs root (or sudo) and apt.
-# Measured on Debian (2026-11-24): see README, "DVC, the paper and the report".
+# Measured on Debian 12 (2026-11-24): 38 packages, ~150 MiB installed, ~30 s with apt-get update.
 set -euo pipefail
 PACKAGES=(texlive-latex-base texlive-latex-recommended latexmk poppler-utils)
 if command -v latexmk >/dev/null && command -v pdflatex >/dev/null && command -v pdftotext >/dev/null \
