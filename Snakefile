@@ -1,6 +1,6 @@
 # qunlearn: does LLM unlearning survive weight quantization?  (Zhang et al., ICLR 2025)
 # The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr) -> evaluate (x scheme)
-#          -> aggregate tables and figures -> paper/
+#          -> aggregate tables, figures -> paper/ (snakemake paper: also paper/main.pdf)
 # Path grammar: see workflow/rules/common.smk and the README.
 
 from snakemake.utils import min_version, validate
@@ -25,6 +25,10 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/unlearn.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/paper.smk"
+
+
+report: "workflow/report/workflow.rst"
 
 
 rule all:

@@ -8,27 +8,14 @@ import sys
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import CI_CONFIG, ROOT, run_snakemake
 
 pytestmark = pytest.mark.e2e
-CI_CONFIG = ROOT / "configs" / "ci.yaml"
-
-
-def run_snakemake(workdir, *args):
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(CI_CONFIG),
-           "--directory", str(workdir), "--snakefile", str(ROOT / "Snakefile"), *args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3000)
-    if proc.returncode != 0:
-        logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (workdir / "logs").rglob("*.log"))
-        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stderr[-5000:]}\n{logs}")
-    return proc
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("e2e")
-    run_snakemake(workdir)
-    return workdir
+def run(ci_run):
+    return ci_run
 
 
 def test_tables_and_figures_exist(run):
@@ -39,7 +26,7 @@ def test_tables_and_figures_exist(run):
         assert (run / "paper/figures" / name).stat().st_size > 1000
     m = pd.read_csv(run / "results/tables/metrics.csv", keep_default_na=False)
     assert list(m.columns) == ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs",
-                               "loss", "scheme", "metric", "value"]
+                               "loss", "headline", "scheme", "metric", "value"]
     assert set(m.model) == {"target", "retrain", "unlearn"}
     assert set(m[m.model != "unlearn"].method) == {""}
 
@@ -134,7 +121,7 @@ def _planned_after(run, tmp_path, mutate) -> dict[str, int]:
     return jobs
 
 
-AGGREGATES = {"aggregate": 1, "paper": 1, "all": 1}
+AGGREGATES = {"aggregate": 1, "figures": 1, "paper_numbers": 1, "paper_assets": 1, "all": 1}
 
 
 # configs/ci.yaml: ga_gdr grid {2, 5} (evaluated at fp32), npo_gdr one alpha, ga_gdr_sure (alpha from
@@ -159,7 +146,7 @@ AGGREGATES = {"aggregate": 1, "paper": 1, "all": 1}
     # every evaluation; the remade grid evaluations redo ga_gdr's selection and so the arms reading it
     ("an evaluation setting", lambda c: c["evaluate"].update(mink_k=0.2),
      {"evaluate": 23, "select_alpha": 1, "unlearn": 3, **AGGREGATES}),
-    ("a plotting option", lambda c: c["report"].update(figure_dpi=100), AGGREGATES),
+    ("a plotting option", lambda c: c["report"].update(figure_dpi=100), {"figures": 1, "paper_assets": 1, "all": 1}),
     ("the corpus seed", lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1),
      # npo_gdr's single-alpha selection reads no data: it stays
      {"prepare_data": 1, "train_base": 2, "release": 2, "select_alpha": 1, "unlearn": 8, "evaluate": 23,

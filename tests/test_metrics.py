@@ -94,7 +94,7 @@ def test_long_metrics_privleak_and_retention_hand_checked(tmp_path):
     cfg = ReportConfig(figure_schemes=["fp32", "rtn4"], utility_constrained=["ga_gdr"])
     df = long_metrics(paths, cfg)
     assert list(df.columns) == ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs",
-                                "loss", "scheme", "metric", "value"]
+                                "loss", "headline", "scheme", "metric", "value"]
     get = lambda model, scheme, metric: df[(df.model == model) & (df.scheme == scheme) & (df.metric == metric)].value.item()  # noqa: E731
     assert get("target", "fp32", "M1_VerbMem_f") == pytest.approx(80.0)
     # PrivLeak is relative to the retrain model at the reference scheme (fp32), for every scheme

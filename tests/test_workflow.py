@@ -60,9 +60,12 @@ def test_dry_run_plans_the_default_grid(default_config):
         "unlearn": n_unlearn,
         "evaluate": n_eval,
         "aggregate": 1,
-        "paper": 1,
+        "figures": 1,
+        "paper_numbers": 1,
+        "paper_includes": 1,
+        "paper_assets": 1,
         "all": 1,
-        "total": 1 + 2 + 4 + n_select + n_unlearn + n_eval + 3,
+        "total": 1 + 2 + 4 + n_select + n_unlearn + n_eval + 6,
     }
 
 

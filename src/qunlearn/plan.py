@@ -343,3 +343,20 @@ def studies_for_report(config: dict) -> dict:
         out[study] = {"arms": [[a.dataset, a.model_id] for a in arms],
                       "schemes": study_schemes(config, study) if arms else []}
     return out
+
+
+# Report settings that only change how figures look: rule `figures` gets them, rule `aggregate`
+# (the tables) does not, so editing one reruns the figures alone. figure_schemes also orders the
+# tables' scheme columns, so it belongs to both.
+FIGURE_ONLY_KEYS = ("figure_dpi",)
+FIGURE_KEYS = ("figure_schemes", "full_precision_scheme", "quantized_scheme", *FIGURE_ONLY_KEYS)
+
+
+def report_table_slice(config: dict) -> dict:
+    full = stage_slice(config, "report", ReportConfig)
+    return {k: v for k, v in full.items() if k not in FIGURE_ONLY_KEYS}
+
+
+def report_figure_slice(config: dict) -> dict:
+    full = stage_slice(config, "report", ReportConfig)
+    return {k: full[k] for k in FIGURE_KEYS}

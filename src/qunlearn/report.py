@@ -24,7 +24,8 @@ TABLE1_COLUMNS = ["M1_VerbMem_f", "M2_KnowMem_f", PRIVLEAK, "M4_KnowMem_r"]
 # A model row: where it lives (model_id), what it is, and the alpha actually used ("selected" in a
 # model_id is resolved from the alpha selection; the `selected` column keeps that fact).
 MODEL_KEY = ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs", "loss"]
-LONG_COLUMNS = [*MODEL_KEY, "scheme", "metric", "value"]
+# headline: the row belongs to the headline tables (Table 1, retention.md, summary, the bar figure)
+LONG_COLUMNS = [*MODEL_KEY, "headline", "scheme", "metric", "value"]
 RETENTION_COLUMNS = [*MODEL_KEY, "scheme", "retention"]
 
 _EVAL_PATH = re.compile(r"(?:^|/)(?P<dataset>[^/]+)/eval/(?P<model_id>.+)/(?P<scheme>[^/]+)\.json$")
@@ -56,7 +57,7 @@ def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict
     """One row per (model, scheme, metric); values x100 as MUSE reports them."""
     rows, aucs = [], {}
     for path in eval_paths:
-        key = parse_eval_path(path, selected_alphas)
+        key = {**parse_eval_path(path, selected_alphas), "headline": True}
         data = runtime.read_json(path)
         for name, k in METRICS.items():
             rows.append({**key, "metric": name, "value": 100.0 * data["metrics"][k]})
@@ -206,23 +207,56 @@ def figure(df: pd.DataFrame, cfg: ReportConfig, png: str | Path, pdf: str | Path
     plt.close(fig)
 
 
-def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str], figures: list[str],
+def read_metrics(path: str | Path) -> pd.DataFrame:
+    """metrics.csv back as ``long_metrics`` wrote it (alpha and lr stay text: '3e-05', not 3e-05)."""
+    text_cols = {c: str for c in LONG_COLUMNS if c not in ("value", "selected", "headline")}
+    df = pd.read_csv(path, dtype=text_cols, keep_default_na=False)
+    for col in ("selected", "headline"):
+        df[col] = df[col].astype(str) == "True"
+    return df
+
+
+def figures_from_metrics(metrics_csv: str | Path, plot_cfg: dict, figures: list[str],
+                         lr_sweep_csv: str | Path | None = None) -> None:
+    """The figures of rule ``figures``, drawn from metrics.csv (headline rows) and the lr-sweep table
+    with only the plot settings, so a plotting option (``report.figure_dpi``) reruns the figures and
+    nothing else."""
+    cfg = from_dict(ReportConfig, plot_cfg, "report")
+    out = {Path(p).name: p for p in figures}
+    df = read_metrics(metrics_csv)
+    figure(df[df.headline], cfg, out["m1_m2_by_scheme.png"], out["m1_m2_by_scheme.pdf"])
+    if "lr_sweep.png" in out:
+        from .report_studies import lr_figure
+
+        try:
+            table = pd.read_csv(lr_sweep_csv, dtype={"lr": str, "dataset": str, "method": str})
+        except (pd.errors.EmptyDataError, ValueError, TypeError):  # no lr sweep in this config
+            table = pd.DataFrame()
+        t = df[(df.model == "target") & (df.scheme == cfg.full_precision_scheme) & (df.metric == "M4_KnowMem_r")]
+        lr_figure(table, cfg, dict(zip(t.dataset, t.value)), out["lr_sweep.png"], out["lr_sweep.pdf"])
+
+
+def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str],
               selections: dict[str, str] | None = None, headline_ids: dict[str, list[str]] | None = None,
               studies: dict | None = None) -> None:
-    """Every table and figure. ``selections``: "dataset/method" -> selection JSON (resolves
-    alpha~selected); ``headline_ids``: dataset -> the model_ids the headline tables report (all
-    unlearned models when None); ``studies``: study -> [[dataset, model_id], ...] (report_studies)."""
+    """Every table (the figures are rule ``figures``). ``selections``: "dataset/method" -> selection
+    JSON (resolves alpha~selected); ``headline_ids``: dataset -> the model_ids the headline tables
+    report (every unlearned model when None); ``studies``: study -> {"arms": [[dataset, model_id]],
+    "schemes": [...]} (report_studies)."""
     from .selection import selected_alpha
 
     cfg = from_dict(ReportConfig, report_cfg, "report")
     selected_alphas = {tuple(k.split("/", 1)): selected_alpha(p) for k, p in (selections or {}).items()}
     df = long_metrics(eval_paths, cfg, selected_alphas)
+    if headline_ids is not None:
+        df["headline"] = [mid in ("target", "retrain") or mid in headline_ids.get(ds, ())
+                          for ds, mid in zip(df.dataset, df.model_id)]
     ret = retention(df)
-    head = df if headline_ids is None else headline(df, headline_ids)
-    head_ret = ret if headline_ids is None else headline(ret, headline_ids)
+    head = df[df.headline].reset_index(drop=True)
+    head_ret = headline(ret, headline_ids) if headline_ids is not None else ret
     schemes = list(dict.fromkeys([*cfg.figure_schemes, *sorted(df.scheme.unique())]))
     t1 = table1(head, schemes)
-    out = {Path(p).name: p for p in tables + figures}
+    out = {Path(p).name: p for p in tables}
     df.to_csv(out["metrics.csv"], index=False, float_format="%.6g")
     t1.to_csv(out["table1.csv"], index=False, float_format="%.4g")
     Path(out["table1.md"]).write_text(to_markdown(t1))
@@ -238,7 +272,6 @@ def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str], figure
         ret_wide, "Knowledge retention (unlearned / target at the same scheme, mean of M1 and M2).",
         "tab:retention", "{:.2f}"))
     runtime.write_json_atomic(out["summary.json"], summary(head, head_ret, cfg))
-    figure(head, cfg, out["m1_m2_by_scheme.png"], out["m1_m2_by_scheme.pdf"])
     if studies is not None:
         from .report_studies import write_studies
 

@@ -144,7 +144,4 @@ def write_studies(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig, studie
         s = get(study)
         table = study_table(df, ret, s["arms"], STUDY_VARY[study], s["schemes"])
         _write(stem, table, out, STUDY_TABLES[stem][0])
-        if study == "lr":
-            t = df[(df.model == "target") & (df.scheme == cfg.full_precision_scheme) & (df.metric == "M4_KnowMem_r")]
-            lr_figure(table, cfg, dict(zip(t.dataset, t.value)), out["lr_sweep.png"], out["lr_sweep.pdf"])
 

@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "src"))  # a source checkout wor
 
 from qunlearn import plan
 from qunlearn.report_files import STUDY_FIGURE_FILES, STUDY_TABLE_FILES
+from qunlearn.paper import rst_caption
 from qunlearn.config import ConfigError, EvalConfig, ModelConfig, ReportConfig, TrainConfig
 
 try:
@@ -120,5 +121,31 @@ TABLES = ["metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv
 FIGURES = ["m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf", *STUDY_FIGURE_FILES]
 
 
+# paper/: generated LaTeX sources and DVC's metrics/plot file (workflow/rules/paper.smk)
+PAPER_SOURCES = ["paper/macros.tex", "paper/tables.tex", "paper/figures.tex", "paper/metrics.json",
+                 "paper/retention_by_scheme.csv"]
+
+
 def paper_outputs():
-    return [f"paper/tables/{t}" for t in TABLES] + [f"paper/figures/{f}" for f in FIGURES]
+    return [f"paper/tables/{t}" for t in TABLES] + [f"paper/figures/{f}" for f in FIGURES] + PAPER_SOURCES
+
+
+# `snakemake --report report.html`: captions are workflow/report/<kind>/<stem>.rst (or default.rst)
+REPORT_CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
+
+
+def report_caption(kind, name):
+    path = REPORT_CAPTIONS / kind / f"{Path(name).stem}.rst"
+    return str(path if path.is_file() else REPORT_CAPTIONS / kind / "default.rst")
+
+
+def report_table(path):
+    name = Path(path).name
+    return report(path, caption=report_caption("tables", name), category="3. Tables",
+                  subcategory=Path(name).stem, labels={"table": Path(name).stem, "format": Path(name).suffix[1:]})
+
+
+def report_figure(path):
+    name = Path(path).name
+    return report(path, caption=report_caption("figures", name), category="4. Figures",
+                  subcategory=Path(name).stem, labels={"figure": Path(name).stem, "format": Path(name).suffix[1:]})

@@ -4,7 +4,13 @@ rule evaluate:
         model=lambda w: model_dir(w.dataset, w.model_id),
         data=lambda w: data_dir(w.dataset),
     output:
-        f"{RESULTS}/{{dataset}}/eval/{{model_id}}/{{scheme}}.json",
+        report(
+            f"{RESULTS}/{{dataset}}/eval/{{model_id}}/{{scheme}}.json",
+            caption="../report/evaluate.rst",
+            category="2. Evaluations",
+            subcategory="{scheme}",
+            labels={"dataset": "{dataset}", "model": "{model_id}", "scheme": "{scheme}"},
+        ),
     params:
         scheme=lambda w: as_json(plan.scheme_slice(config, w.scheme)),
         evaluate=as_json(plan.stage_slice(config, "evaluate", EvalConfig)),

@@ -1,13 +1,12 @@
 rule aggregate:
-    """metrics.csv (long form), Table-1-style table, retention table, headline summary, figure."""
+    """metrics.csv (long form), Table-1-style table, retention table, headline summary."""
     input:
         evals=eval_outputs(),
         selections=selection_files(),
     output:
-        tables=[f"{RESULTS}/tables/{t}" for t in TABLES],
-        figures=[f"{RESULTS}/figures/{f}" for f in FIGURES],
+        tables=[report_table(f"{RESULTS}/tables/{t}") for t in TABLES],
     params:
-        report=as_json(plan.stage_slice(config, "report", ReportConfig)),
+        report=as_json(plan.report_table_slice(config)),
         selections=as_json(selection_map()),
         headline=as_json(plan.headline_ids(config)),
         studies=as_json(plan.studies_for_report(config)),
@@ -21,7 +20,27 @@ rule aggregate:
         f"{SCRIPTS}/aggregate.py"
 
 
-rule paper:
+rule figures:
+    """The figures, from metrics.csv, the lr-sweep table and the plot settings only (a plotting option
+    reruns just this)."""
+    input:
+        metrics=f"{RESULTS}/tables/metrics.csv",
+        lr_sweep=f"{RESULTS}/tables/lr_sweep.csv",
+    output:
+        figures=[report_figure(f"{RESULTS}/figures/{f}") for f in FIGURES],
+    params:
+        plot=as_json(plan.report_figure_slice(config)),
+    log:
+        "logs/figures.log",
+    benchmark:
+        "benchmarks/figures.tsv"
+    conda:
+        CONDA_ENV
+    script:
+        f"{SCRIPTS}/figures.py"
+
+
+rule paper_assets:
     """Copy the regenerated tables and figures into paper/."""
     input:
         tables=[f"{RESULTS}/tables/{t}" for t in TABLES],
@@ -31,7 +50,7 @@ rule paper:
         figures=[f"paper/figures/{f}" for f in FIGURES],
     localrule: True
     log:
-        "logs/paper.log",
+        "logs/paper_assets.log",
     conda:
         CONDA_ENV
     script:

@@ -3,5 +3,5 @@ from qunlearn.report import aggregate
 
 with job_logging(snakemake.log[0]):
     aggregate(snakemake.input.evals, param(snakemake, "report"), snakemake.output.tables,
-              snakemake.output.figures, selections=param(snakemake, "selections"),
-              headline_ids=param(snakemake, "headline"), studies=param(snakemake, "studies"))
+              selections=param(snakemake, "selections"), headline_ids=param(snakemake, "headline"),
+              studies=param(snakemake, "studies"))

@@ -1,0 +1,250 @@
+"""Exact incremental reruns of the DEFAULT config, proven on dry runs (no training).
+
+How a finished default run is faked, honestly and cheaply: a dry run with ``--forceall`` lists every
+job of the default DAG with its outputs, log and benchmark; each output is created empty (a
+directory where the rule declares ``directory()``, read from the parsed workflow); then
+``snakemake --touch --forceall`` "runs" every job in DAG order. Touch mode executes no rule code
+but goes through Snakemake's normal job postprocessing, so it orders the mtimes along the DAG and
+records each job's metadata (params, input set, code) in .snakemake/metadata exactly as a real run
+would. What follows is Snakemake's own replanning (``-n`` with the default ``--rerun-triggers``) on
+a changed config; only the file contents are fake, and no planning decision here reads contents.
+Expected counts come from the config through ``qunlearn.plan``, not from constants.
+"""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+from qunlearn import plan
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+# jobs downstream of every evaluation: tables, figures, paper numbers and copies, the target rule
+AGGREGATES = {"aggregate": 1, "figures": 1, "paper_numbers": 1, "paper_assets": 1, "all": 1}
+
+_RULE_DIRS = """
+import json, sys
+from pathlib import Path
+from snakemake.api import SnakemakeApi
+from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings
+with SnakemakeApi(OutputSettings()) as api:
+    wf = api.workflow(resource_settings=ResourceSettings(cores=1),
+                      config_settings=ConfigSettings(configfiles=[Path(sys.argv[1])]),
+                      snakefile=Path(sys.argv[2]), workdir=Path(sys.argv[3]))
+    print("RULE_DIRS=" + json.dumps({r.name: [bool(o.is_directory) for o in r.output]
+                                     for r in wf._workflow.rules}))
+"""
+
+
+def snakemake(workdir, configfile, *args, check=True):
+    cmd = [*SNAKEMAKE, "--cores", "1", "--configfile", str(configfile), "--directory", str(workdir),
+           "--snakefile", str(ROOT / "Snakefile"), *args]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def planned(workdir, configfile, *args) -> list[tuple[str, dict]]:
+    """(rule, {output/log/benchmark: [paths]}) of every job a dry run plans."""
+    out = snakemake(workdir, configfile, "-n", *args).stdout
+    jobs = []
+    for block in re.split(r"\n(?=\[[^\]]+\]\n(?:local)?rule )", out):
+        m = re.search(r"^(?:local)?rule (\w+):$", block, re.M)
+        if not m:
+            continue
+        fields = {k: [p.strip() for p in v.split(",")]
+                  for k, v in re.findall(r"^    (output|log|benchmark): (.+)$", block, re.M)}
+        jobs.append((m.group(1), fields))
+    return jobs
+
+
+def job_stats(jobs) -> dict[str, int]:
+    stats: dict[str, int] = {}
+    for rule, _ in jobs:
+        stats[rule] = stats.get(rule, 0) + 1
+    return stats
+
+
+def fake_finished_run(workdir: Path, configfile: Path) -> None:
+    proc = subprocess.run([*SNAKEMAKE[:1], "-c", _RULE_DIRS, str(configfile), str(ROOT / "Snakefile"),
+                           str(workdir)], capture_output=True, text=True, timeout=300, check=True)
+    rule_dirs = json.loads(proc.stdout.split("RULE_DIRS=")[1].splitlines()[0])
+    jobs = planned(workdir, configfile, "--forceall")
+    assert jobs, "the dry run planned no job"
+    for rule, fields in jobs:
+        flags = rule_dirs[rule]
+        outputs = fields.get("output", [])
+        assert len(outputs) == len(flags), (rule, outputs, flags)
+        for path, is_dir in zip(outputs, flags):
+            p = workdir / path
+            if is_dir:
+                p.mkdir(parents=True, exist_ok=True)
+            else:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.touch()
+        for path in fields.get("log", []) + fields.get("benchmark", []):
+            (workdir / path).parent.mkdir(parents=True, exist_ok=True)
+            (workdir / path).touch()
+    snakemake(workdir, configfile, "--touch", "--forceall")
+
+
+@pytest.fixture(scope="module")
+def finished_default(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("fake_default")
+    configfile = workdir / "config.yaml"
+    configfile.write_text((ROOT / "config.yaml").read_text())
+    fake_finished_run(workdir, configfile)
+    return workdir
+
+
+def replan(workdir, tmp_path, mutate):
+    cfg = yaml.safe_load((ROOT / "config.yaml").read_text())
+    mutate(cfg)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return cfg, planned(workdir, path)
+
+
+def default_cfg():
+    return yaml.safe_load((ROOT / "config.yaml").read_text())
+
+
+def outputs(jobs, rule) -> set[str]:
+    return {p for r, f in jobs if r == rule for p in f["output"]}
+
+
+def unlearn_dir(ds, mid):
+    return f"results/{ds}/models/{mid}"
+
+
+def selections_with_grid(cfg):
+    """(dataset, method) of every selection that reads grid evaluations (the others read nothing)."""
+    return {(ds, m) for ds in cfg["datasets"] for m in cfg["unlearn"]["methods"]
+            if plan.selection_source(cfg, ds, m) == (ds, m) and plan.grid_alphas(cfg, m)}
+
+
+def expected(old, new, redo_selections=(), reevaluate=False):
+    """The jobs a change must plan, from the two configs through qunlearn.plan: arms whose path is new,
+    the selections that must be redone (grid or alphas changed, or named) and every arm that reads
+    one of them, and the evaluations of those arms (of every model when ``reevaluate``)."""
+    old_ids = {(a.dataset, a.model_id) for a in plan.unlearn_jobs(old)}
+    sel = set(redo_selections)
+    for ds, m in selections_with_grid(new) | {(d, m) for d in new["datasets"] for m in new["unlearn"]["methods"]
+                                              if plan.selection_source(new, d, m) == (d, m)}:
+        if m not in old["unlearn"]["methods"] or plan.grid_arms(old, ds, m) != plan.grid_arms(new, ds, m) \
+                or plan.method_config(old, m).alphas != plan.method_config(new, m).alphas:
+            sel.add((ds, m))
+    arms = {(a.dataset, a.model_id) for a in plan.unlearn_jobs(new)
+            if (a.dataset, a.model_id) not in old_ids
+            or (a.alpha == plan.SELECTED and plan.selection_source(new, a.dataset, a.method) in sel)}
+    evals = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in plan.evaluations(new)
+             if reevaluate or (ds, mid) in arms}
+    return {"unlearn": {unlearn_dir(*a) for a in arms}, "evaluate": evals,
+            "select_alpha": {f"results/{ds}/selection/{m}.json" for ds, m in sel}}
+
+
+def assert_plans(jobs, want):
+    for rule, paths in want.items():
+        assert outputs(jobs, rule) == paths, rule
+    stats = job_stats(jobs)
+    assert {r: n for r, n in stats.items() if r not in want} == AGGREGATES, stats
+
+
+def test_fake_run_is_complete_and_unchanged(finished_default):
+    """The baseline: the touched default run plans nothing, and its metadata exists for every job."""
+    jobs = planned(finished_default, finished_default / "config.yaml")
+    assert jobs == []
+    assert len(list((finished_default / ".snakemake" / "metadata").iterdir())) > 60
+
+
+def test_alpha_grid_of_one_method_replans_its_grid_selection_and_readers(finished_default, tmp_path):
+    cfg, jobs = replan(finished_default, tmp_path,
+                       lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[1, 2, 3]))
+    want = expected(default_cfg(), cfg)
+    assert want["select_alpha"] == {"results/synth/selection/ga_gdr.json"}
+    assert_plans(jobs, want)
+    # only GA_GDR and its SURE variant (which takes GA_GDR's alpha) are touched
+    assert all(re.search(r"/unlearn/ga_gdr(_sure)?/", p) for p in want["unlearn"] | want["evaluate"])
+
+
+def test_lr_of_one_method_replans_only_its_branch(finished_default, tmp_path):
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["unlearn"]["methods"]["npo_klr"].update(lr=1e-5))
+    want = expected(default_cfg(), cfg)
+    assert want["unlearn"] and all(re.search(r"/unlearn/npo_klr(_sure)?/", p) for p in want["unlearn"])
+    assert_plans(jobs, want)
+
+
+def test_a_new_scheme_adds_only_its_evaluations(finished_default, tmp_path):
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["quantize"]["schemes"].update(
+        rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}))
+    want = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in plan.evaluations(cfg) if s == "rtn3"}
+    assert_plans(jobs, {"evaluate": want})
+
+
+@pytest.fixture(scope="module")
+def finished_without_a_method(tmp_path_factory):
+    """A finished default run without npo_klr_sure (every registered method is in the default)."""
+    workdir = tmp_path_factory.mktemp("fake_default_minus")
+    cfg = default_cfg()
+    del cfg["unlearn"]["methods"]["npo_klr_sure"]
+    (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
+    fake_finished_run(workdir, workdir / "config.yaml")
+    return workdir, cfg
+
+
+def test_a_new_method_adds_only_its_branch(finished_without_a_method, tmp_path):
+    workdir, old = finished_without_a_method
+    new = default_cfg()
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(new))
+    jobs = planned(workdir, path)
+    want = expected(old, new)
+    assert want["unlearn"] and all("/unlearn/npo_klr_sure/" in p for p in want["unlearn"] | want["evaluate"])
+    assert_plans(jobs, want)
+
+
+def _everything(cfg):
+    return {"release": 2 * len(cfg["datasets"]), "select_alpha": len(selections_with_grid(cfg)),
+            "unlearn": len(plan.unlearn_jobs(cfg)), "evaluate": len(plan.evaluations(cfg)), **AGGREGATES}
+
+
+def test_the_corpus_seed_replans_everything_downstream_of_data_prep(finished_default, tmp_path):
+    cfg, jobs = replan(finished_default, tmp_path,
+                       lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1))
+    owned = plan.owned_datasets(cfg)
+    assert job_stats(jobs) == {"prepare_data": len(owned), "train_base": 2 * len(owned), **_everything(cfg)}
+
+
+def test_the_model_size_replans_training_and_everything_after(finished_default, tmp_path):
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["model"].update(hidden_size=64))
+    assert job_stats(jobs) == {"train_base": 2 * len(plan.owned_datasets(cfg)), **_everything(cfg)}
+
+
+def test_unlearning_epochs_replan_unlearning_but_no_training(finished_default, tmp_path):
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["unlearn"].update(epochs=41))
+    assert_plans(jobs, expected(default_cfg(), cfg))
+    assert "train_base" not in job_stats(jobs)
+
+
+def test_an_evaluation_setting_replans_evaluations_and_what_reads_a_selection(finished_default, tmp_path):
+    """Every evaluation; a selection reads grid evaluations, so it is redone, and the arms that read
+    it are unlearned again (Snakemake cannot know the selection came out the same)."""
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["evaluate"].update(mink_k=0.2))
+    assert_plans(jobs, expected(default_cfg(), cfg, redo_selections=selections_with_grid(cfg), reevaluate=True))
+
+
+def test_a_plotting_option_reruns_only_the_figures(finished_default, tmp_path):
+    _, jobs = replan(finished_default, tmp_path, lambda c: c["report"].update(figure_dpi=100))
+    assert job_stats(jobs) == {"figures": 1, "paper_assets": 1, "all": 1}
+
+
+def test_a_table_option_reruns_the_aggregates_only(finished_default, tmp_path):
+    _, jobs = replan(finished_default, tmp_path, lambda c: c["report"].update(utility_constrained=["ga_gdr"]))
+    assert job_stats(jobs) == AGGREGATES
