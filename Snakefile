@@ -1,6 +1,6 @@
 # qunlearn: does LLM unlearning survive weight quantization?  (Zhang et al., ICLR 2025)
-# The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr) -> evaluate (x scheme)
-#          -> aggregate tables and figures -> paper/
+# The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr) -> [quantize (GPTQ/AWQ)]
+#          -> evaluate (x scheme), analysis (weight change) -> aggregate tables and figures -> paper/
 # Path grammar: see workflow/rules/common.smk and the README.
 
 from snakemake.utils import min_version, validate
@@ -23,8 +23,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/report_quant.smk"
 
 
 rule all:

@@ -4,8 +4,11 @@
 #   results/{dataset}/models/trained/{base}/                        base = target | retrain, as trained
 #   results/{dataset}/models/{base}/                                as released (optionally grid-snapped)
 #   results/{dataset}/models/unlearn/{method}/alpha~{alpha}/lr~{lr}/
+#   results/{dataset}/quant/{model_id}/{scheme}/                    calibrated schemes only (GPTQ, AWQ): dense
+#                                                                   deployed weights + quant_codes.safetensors
 #   results/{dataset}/eval/{model_id}/{scheme}.json                 model_id = target | retrain |
 #                                                                   unlearn/{method}/alpha~{alpha}/lr~{lr}
+#   results/{dataset}/analysis/{model_id}/{scheme}.json             unlearned model_id vs the released target
 #   results/tables/*.{csv,md,tex}, results/figures/*.{png,pdf}  ->  paper/tables/, paper/figures/
 #
 # Every model/data directory holds meta.json; every eval JSON embeds its "meta".
@@ -64,13 +67,36 @@ def model_dir(dataset, model_id):
     return f"{RESULTS}/{dataset}/models/{model_id}"
 
 
+def quant_dir(dataset, model_id, scheme):
+    return f"{RESULTS}/{dataset}/quant/{model_id}/{scheme}"
+
+
+def eval_model_input(dataset, model_id, scheme):
+    """The checkpoint evaluate loads: the quantize rule's for calibrated schemes, else the model."""
+    if plan.is_calibrated(config, scheme):
+        return quant_dir(dataset, model_id, scheme)
+    return model_dir(dataset, model_id)
+
+
 def eval_outputs():
     return [
         f"{RESULTS}/{ds}/eval/{mid}/{scheme}.json"
         for ds in config["datasets"]
         for mid in plan.model_ids(config, ds)
-        for scheme in config["quantize"]["schemes"]
+        for scheme in plan.dataset_schemes(config, ds)
     ]
+
+
+def analysis_inputs(w):
+    inputs = {"target": model_dir(w.dataset, "target"), "unlearned": model_dir(w.dataset, w.model_id)}
+    if plan.is_calibrated(config, w.scheme):
+        inputs["target_quant"] = quant_dir(w.dataset, "target", w.scheme)
+        inputs["unlearned_quant"] = quant_dir(w.dataset, w.model_id, w.scheme)
+    return inputs
+
+
+def analysis_outputs():
+    return [f"{RESULTS}/{ds}/analysis/{mid}/{scheme}.json" for ds, mid, scheme in plan.analysis_targets(config)]
 
 
 TABLES = ["metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv",
@@ -78,5 +104,16 @@ TABLES = ["metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv
 FIGURES = ["m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf"]
 
 
+# Quantizer tables and figures (rule aggregate_quant, workflow/rules/report_quant.smk):
+# table2_3_gptq_awq = the paper's Tables 2/3 (GPTQ and AWQ 4-bit); retention_by_bits = retention per
+# scheme with its bits (the reviewers' bits plot as a table); weight_change = the rebuttal's
+# cosine / changed-code analysis; the figures plot retention and changed codes against bits.
+QUANT_TABLES = [f"{stem}.{ext}" for stem in ("table2_3_gptq_awq", "retention_by_bits", "weight_change")
+                for ext in ("csv", "md", "tex")]
+QUANT_FIGURES = [f"{stem}.{ext}" for stem in ("retention_vs_bits", "codes_changed_vs_bits")
+                 for ext in ("png", "pdf")]
+
+
 def paper_outputs():
-    return [f"paper/tables/{t}" for t in TABLES] + [f"paper/figures/{f}" for f in FIGURES]
+    return ([f"paper/tables/{t}" for t in TABLES + QUANT_TABLES]
+            + [f"paper/figures/{f}" for f in FIGURES + QUANT_FIGURES])
