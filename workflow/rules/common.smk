@@ -72,7 +72,7 @@ def quant_dir(dataset, model_id, scheme):
 
 
 def eval_model_input(dataset, model_id, scheme):
-    """The checkpoint evaluate loads: the quantize rule's for calibrated schemes, else the model."""
+    """The checkpoint evaluate loads (calibrated schemes: the quantize job output; else the model)."""
     if plan.is_calibrated(config, scheme):
         return quant_dir(dataset, model_id, scheme)
     return model_dir(dataset, model_id)
@@ -104,7 +104,7 @@ TABLES = ["metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv
 FIGURES = ["m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf"]
 
 
-# Quantizer tables and figures (rule aggregate_quant, workflow/rules/report_quant.smk):
+# Quantizer tables and figures (made by aggregate_quant in workflow/rules/report_quant.smk);
 # table2_3_gptq_awq = the paper's Tables 2/3 (GPTQ and AWQ 4-bit); retention_by_bits = retention per
 # scheme with its bits (the reviewers' bits plot as a table); weight_change = the rebuttal's
 # cosine / changed-code analysis; the figures plot retention and changed codes against bits.

@@ -6,6 +6,8 @@ Two ways to get a bnb model, both here:
 * :meth:`load` (what evaluation uses) is the user's path: ``from_pretrained`` with a
   ``BitsAndBytesConfig`` on the CPU, so the model runs bitsandbytes' own ``Linear8bitLt`` /
   ``Linear4bit`` kernels. transformers keeps ``lm_head`` in full precision (as RTN does here).
+  ``Linear4bit``'s CPU-only bf16 fast path (used on AVX512-BF16 CPUs) is switched off, so the
+  4-bit layers compute as on a GPU: dequantize to fp32, dense matmul (machine-independent metrics).
 * :meth:`apply` writes the *exact* bnb dequantization back into dense Linear weights
   (``Linear4bit`` dequantizes to the compute dtype and runs a dense matmul, so for 4-bit this is the
   same computation; LLM.int8 also quantizes the activations row-wise and keeps outlier feature
@@ -66,9 +68,19 @@ class _BnbBase:
         model.eval()
         import bitsandbytes as bnb
 
-        names = [n for n, m in model.named_modules() if isinstance(m, (bnb.nn.Linear8bitLt, bnb.nn.Linear4bit))]
+        names, repacked = [], 0
+        for n, m in model.named_modules():
+            if isinstance(m, (bnb.nn.Linear8bitLt, bnb.nn.Linear4bit)):
+                names.append(n)
+            if isinstance(m, bnb.nn.Linear4bit) and getattr(m, "support_avx512bf16_for_cpu", False):
+                # On CPUs with AVX512-BF16, Linear4bit repacks its weight for a CPU kernel that
+                # computes in bf16; elsewhere (and on GPUs) it dequantizes to the compute dtype and
+                # runs a dense matmul. We keep the latter everywhere, so metrics do not depend on the
+                # CPU's instruction set and equal the GPU deployment's computation.
+                m.support_avx512bf16_for_cpu = False
+                repacked += 1
         return model, {**self.summary(scheme), "n_layers": len(names), "deployed": "bitsandbytes modules",
-                       "bitsandbytes": bnb.__version__}
+                       "cpu_bf16_fast_path_disabled_layers": repacked, "bitsandbytes": bnb.__version__}
 
 
 @register("bnb_int8")
