@@ -7,6 +7,7 @@ import sys
 
 import pandas as pd
 import pytest
+import yaml
 
 from conftest import ROOT
 
@@ -35,8 +36,16 @@ def test_tables_and_figures_exist(run):
     for name in ("metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv", "summary.json"):
         assert (run / "results/tables" / name).stat().st_size > 0
         assert (run / "paper/tables" / name).read_bytes() == (run / "results/tables" / name).read_bytes()
-    for name in ("m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf"):
+    for name in ("m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf", "retention_vs_bits.png", "codes_changed_vs_bits.pdf"):
         assert (run / "paper/figures" / name).stat().st_size > 1000
+    for name in ("table2_3_gptq_awq.md", "retention_by_bits.csv", "weight_change.csv"):
+        assert (run / "paper/tables" / name).read_bytes() == (run / "results/tables" / name).read_bytes()
+    rb = pd.read_csv(run / "results/tables/retention_by_bits.csv", keep_default_na=False)
+    assert set(rb.scheme) == set(_CI["quantize"]["schemes"])  # every backend reached the tables
+    wc = pd.read_csv(run / "results/tables/weight_change.csv", keep_default_na=False)
+    overall = wc[wc.scope == "overall"].set_index(["method", "scheme"])
+    assert set(overall.index.get_level_values("scheme")) == set(_CI["quantize"]["schemes"])
+    assert (overall.cosine > 0.9).all() and (overall.frac_codes_changed <= 1).all()
     m = pd.read_csv(run / "results/tables/metrics.csv", keep_default_na=False)
     assert list(m.columns) == ["dataset", "model", "method", "alpha", "lr", "scheme", "metric", "value"]
     assert set(m.model) == {"target", "retrain", "unlearn"}
@@ -103,21 +112,27 @@ def _planned_after(run, tmp_path, mutate) -> dict[str, int]:
     return jobs
 
 
-AGGREGATES = {"aggregate": 1, "paper": 1, "all": 1}
+AGGREGATES = {"aggregate": 1, "paper": 1, "aggregate_quant": 1, "paper_quant": 1, "all": 1}
+_CI = yaml.safe_load(CI_CONFIG.read_text())
+S = len(_CI["quantize"]["schemes"])  # schemes
+C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("gptq", "awq")])  # calibrated
 
 
 @pytest.mark.parametrize("name,mutate,expected", [
     ("nothing", lambda c: None, {}),
     ("alpha of one method", lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[3]),
-     {"unlearn": 1, "evaluate": 3, **AGGREGATES}),
+     {"unlearn": 1, "quantize": C, "evaluate": S, "analysis": 1, **AGGREGATES}),
     ("epochs of every method", lambda c: c["unlearn"].update(epochs=41),
-     {"unlearn": 2, "evaluate": 6, **AGGREGATES}),
+     {"unlearn": 2, "quantize": 2 * C, "evaluate": 2 * S, "analysis": 2, **AGGREGATES}),
     ("a new scheme", lambda c: c["quantize"]["schemes"].update(rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}),
-     {"evaluate": 4, **AGGREGATES}),
-    ("an evaluation setting", lambda c: c["evaluate"].update(mink_k=0.2), {"evaluate": 12, **AGGREGATES}),
+     {"evaluate": 4, "analysis": 2, **AGGREGATES}),
+    ("a GPTQ setting", lambda c: c["quantize"]["schemes"]["gptq"].update(dampening=0.02),
+     {"quantize": 4, "evaluate": 4, "analysis": 2, **AGGREGATES}),
+    ("an evaluation setting", lambda c: c["evaluate"].update(mink_k=0.2), {"evaluate": 4 * S, **AGGREGATES}),
     ("a plotting option", lambda c: c["report"].update(figure_dpi=100), AGGREGATES),
     ("the corpus seed", lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1),
-     {"prepare_data": 1, "train_base": 2, "release": 2, "unlearn": 2, "evaluate": 12, **AGGREGATES}),
+     {"prepare_data": 1, "train_base": 2, "release": 2, "unlearn": 2, "quantize": 4 * C, "evaluate": 4 * S,
+      "analysis": 2, **AGGREGATES}),
 ])
 def test_config_change_replans_exactly_the_affected_jobs(run, tmp_path, name, mutate, expected):
     assert _planned_after(run, tmp_path, mutate) == expected, name

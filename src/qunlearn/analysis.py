@@ -141,9 +141,11 @@ def saved_codes(quant_dir: str | Path) -> tuple[dict, dict]:
 
 
 def weight_change(target_dir, unlearned_dir, scheme: SchemeConfig, target_quant=None,
-                  unlearned_quant=None) -> dict:
-    wt = linear_weights(_load(target_dir))
-    wu = linear_weights(_load(unlearned_dir))
+                  unlearned_quant=None, weights: tuple[dict, dict] | None = None) -> dict:
+    """One scheme's analysis; ``weights`` = preloaded (target, unlearned) Linear weights, if any."""
+    if weights is None:
+        weights = (linear_weights(_load(target_dir)), linear_weights(_load(unlearned_dir)))
+    wt, wu = weights
     if set(wt) != set(wu):
         raise ValueError(f"{target_dir} and {unlearned_dir} have different Linear layers")
     if scheme.calibrated:
@@ -158,3 +160,7 @@ def weight_change(target_dir, unlearned_dir, scheme: SchemeConfig, target_quant=
         source = "quantizer applied here"
     pairs = {n: (wt[n], wu[n], ct[n], cu[n], qt[n], qu[n]) for n in wt}
     return {"codes_source": source, **summarise(pairs)}
+
+
+def load_pair(target_dir, unlearned_dir) -> tuple[dict, dict]:
+    return linear_weights(_load(target_dir)), linear_weights(_load(unlearned_dir))

@@ -73,9 +73,17 @@ def retention_wide(rb: pd.DataFrame, schemes: dict) -> pd.DataFrame:
     return wide[["dataset", "scheme", "quantizer", "bits", *[c for c in labels if c in wide]]].reset_index(drop=True)
 
 
+def analysis_files(paths: list[str]) -> list[str]:
+    """The per-scheme JSONs of the analysis outputs (directories, one per unlearned model)."""
+    out = []
+    for p in map(Path, paths):
+        out += sorted(str(f) for f in p.glob("*.json")) if p.is_dir() else [str(p)]
+    return out
+
+
 def weight_change_long(analysis_paths: list[str], schemes: dict) -> pd.DataFrame:
     rows = []
-    for path in analysis_paths:
+    for path in analysis_files(analysis_paths):
         key = parse_analysis_path(path)
         data = runtime.read_json(path)
         base = {k: key[k] for k in (*KEY, "scheme")}

@@ -220,19 +220,26 @@ def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: st
     return meta
 
 
-def analyse_weights(target_dir: str | Path, unlearned_dir: str | Path, out_json: str | Path, scheme: dict,
-                    scheme_name: str = "scheme", target_quant: str | Path | None = None,
-                    unlearned_quant: str | Path | None = None) -> dict:
-    """Weight change of one unlearned model against its released target under one scheme."""
-    from .analysis import weight_change
+def analyse_weights(target_dir: str | Path, unlearned_dir: str | Path, out_dir: str | Path,
+                    schemes: dict[str, dict], quant_dirs: dict[str, tuple[str, str]] | None = None) -> dict:
+    """Weight change of one unlearned model against its released target, under every scheme of
+    its dataset: writes ``out_dir/<scheme>.json`` (weights loaded once per job)."""
+    from .analysis import load_pair, weight_change
 
-    started = time.time()
-    scfg = from_dict(SchemeConfig, scheme, f"quantize.schemes.{scheme_name}")
-    result = weight_change(target_dir, unlearned_dir, scfg, target_quant, unlearned_quant)
-    inputs = {"target": target_dir, "unlearned": unlearned_dir}
-    if target_quant is not None:
-        inputs.update(target_quant=target_quant, unlearned_quant=unlearned_quant)
-    out = {"scheme": scheme_name, "nominal_bits": scfg.nominal_bits, **result,
-           "meta": runtime.build_meta("analysis", {"scheme": scfg.resolved()}, None, inputs, started)}
-    runtime.write_json_atomic(out_json, out)
-    return out
+    quant_dirs = quant_dirs or {}
+    weights = load_pair(target_dir, unlearned_dir)
+    results = {}
+    with runtime.atomic_dir(out_dir) as tmp:
+        for name, raw in schemes.items():
+            started = time.time()
+            scfg = from_dict(SchemeConfig, raw, f"quantize.schemes.{name}")
+            tq, uq = quant_dirs.get(name, (None, None))
+            result = weight_change(target_dir, unlearned_dir, scfg, tq, uq, weights=weights)
+            inputs = {"target": target_dir, "unlearned": unlearned_dir}
+            if tq is not None:
+                inputs.update(target_quant=tq, unlearned_quant=uq)
+            results[name] = {"scheme": name, "nominal_bits": scfg.nominal_bits, **result,
+                             "meta": runtime.build_meta("analysis", {"scheme": scfg.resolved()}, None, inputs,
+                                                        started)}
+            runtime.write_json_atomic(tmp / f"{name}.json", results[name])
+    return results

@@ -9,6 +9,7 @@
 #   results/{dataset}/eval/{model_id}/{scheme}.json                 model_id = target | retrain |
 #                                                                   unlearn/{method}/alpha~{alpha}/lr~{lr}
 #   results/{dataset}/analysis/{model_id}/{scheme}.json             unlearned model_id vs the released target
+#                                                                   (one job per model_id writes every scheme)
 #   results/tables/*.{csv,md,tex}, results/figures/*.{png,pdf}  ->  paper/tables/, paper/figures/
 #
 # Every model/data directory holds meta.json; every eval JSON embeds its "meta".
@@ -87,16 +88,22 @@ def eval_outputs():
     ]
 
 
+def calibrated_schemes(dataset):
+    return [s for s in plan.dataset_schemes(config, dataset) if plan.is_calibrated(config, s)]
+
+
 def analysis_inputs(w):
+    """The released target, the unlearned model, and both quantized checkpoints per calibrated scheme."""
     inputs = {"target": model_dir(w.dataset, "target"), "unlearned": model_dir(w.dataset, w.model_id)}
-    if plan.is_calibrated(config, w.scheme):
-        inputs["target_quant"] = quant_dir(w.dataset, "target", w.scheme)
-        inputs["unlearned_quant"] = quant_dir(w.dataset, w.model_id, w.scheme)
+    for s in calibrated_schemes(w.dataset):
+        inputs[f"target_{s}"] = quant_dir(w.dataset, "target", s)
+        inputs[f"unlearned_{s}"] = quant_dir(w.dataset, w.model_id, s)
     return inputs
 
 
 def analysis_outputs():
-    return [f"{RESULTS}/{ds}/analysis/{mid}/{scheme}.json" for ds, mid, scheme in plan.analysis_targets(config)]
+    """One directory per unlearned model; it holds <scheme>.json for every scheme of its dataset."""
+    return [f"{RESULTS}/{ds}/analysis/{mid}" for ds in config["datasets"] for mid in plan.unlearned_model_ids(config, ds)]
 
 
 TABLES = ["metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv",

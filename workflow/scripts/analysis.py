@@ -1,9 +1,9 @@
 from qunlearn.jobs import job_logging, param
 from qunlearn.stages import analyse_weights
 
+inp = snakemake.input
 with job_logging(snakemake.log[0]):
     analyse_weights(
-        snakemake.input.target, snakemake.input.unlearned, snakemake.output[0], param(snakemake, "scheme"),
-        scheme_name=snakemake.wildcards.scheme,
-        target_quant=snakemake.input.get("target_quant"), unlearned_quant=snakemake.input.get("unlearned_quant"),
+        inp.target, inp.unlearned, snakemake.output[0], param(snakemake, "schemes"),
+        quant_dirs={s: (inp[f"target_{s}"], inp[f"unlearned_{s}"]) for s in param(snakemake, "calibrated")},
     )

@@ -105,6 +105,7 @@ class _LlmcBase:
         wargs = _weight_args(scheme)
         quant_scheme = QuantizationScheme(targets=["Linear"], weights=wargs)
         names = list(target_linears(model, include_lm_head=False))
+        _log_to_current_stderr()
         torch.manual_seed(s["calibration_seed"])
         with _no_pin_memory_without_accelerator() as patched:
             with torch.enable_grad():  # llmcompressor manages grad itself
@@ -142,6 +143,17 @@ class _LlmcBase:
                 "compressed_tensors": compressed_tensors.__version__,
                 "deployed": "dense dequantized weights (W{}A16 fake-quant, fp32)".format(s["bits"])}
         return codes, info
+
+
+def _log_to_current_stderr() -> None:
+    """llmcompressor logs through loguru, bound to the stderr of import time; send it to the
+    current stderr (the job's log file under jobs.job_logging), INFO and above."""
+    import sys
+
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="INFO")
 
 
 def _strip_quantization(model, names) -> None:
