@@ -209,8 +209,12 @@ def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: st
     codes, info = get_quantizer(scfg.quantizer).calibrate(model, tok, texts, scfg)
     info["calibration"]["split"] = f"raw/{split}"
     info["calibrate_s"] = round(time.time() - t0, 3)
+    # Save through a freshly loaded copy: llmcompressor wraps the calibrated model's save_pretrained
+    # (compressed format, recipe.yaml); ours is a plain dense checkpoint (strict: no extra tensors).
+    plain = load_model(model_dir, device=torch.device("cpu"))
+    plain.load_state_dict({k: v.detach().clone() for k, v in model.state_dict().items()}, strict=True)
     with runtime.atomic_dir(out_dir) as tmp:
-        save_model(model, tok, tmp)
+        save_model(plain, tok, tmp)
         save_file({f"{name}.{k}": v for name, d in codes.items() for k, v in d.items()},
                   str(tmp / "quant_codes.safetensors"))
         meta = runtime.build_meta("quantize", {"scheme": s}, s["calibration_seed"],
