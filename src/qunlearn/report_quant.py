@@ -32,6 +32,20 @@ def parse_analysis_path(path: str | Path) -> dict:
     return report.parse_eval_path(p.replace("/analysis/", "/eval/"))
 
 
+QUANTIZER_ORDER = ["none", "cast", "rtn", "bnb_int8", "bnb_fp4", "bnb_nf4", "gptq", "awq"]
+
+
+def scheme_order(schemes: dict) -> list[str]:
+    """Schemes from most to fewest bits, then by quantizer family (the params' JSON is key-sorted,
+    so the config's order is not available here)."""
+    def key(name):
+        q = schemes[name]["quantizer"]
+        rank = QUANTIZER_ORDER.index(q) if q in QUANTIZER_ORDER else len(QUANTIZER_ORDER)
+        return (-int(schemes[name]["nominal_bits"]), rank, name)
+
+    return sorted(schemes, key=key)
+
+
 def _bits_columns(df: pd.DataFrame, schemes: dict) -> pd.DataFrame:
     df = df.copy()
     df["quantizer"] = [schemes[s]["quantizer"] for s in df.scheme]
@@ -47,7 +61,7 @@ def retention_by_bits(ret: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd
     means = means.assign(method=MEAN_LABEL, alpha="", lr="")
     out = pd.concat([ret, means[ret.columns]], ignore_index=True)
     out = _bits_columns(out, schemes)
-    order = {s: i for i, s in enumerate(schemes)}
+    order = {s: i for i, s in enumerate(scheme_order(schemes))}
     out["_s"] = out.scheme.map(order)
     out["_m"] = (out.method == MEAN_LABEL).astype(int)
     out = out.sort_values(["dataset", "_m", "method", "alpha", "lr", "_s"], kind="stable")
@@ -66,7 +80,7 @@ def retention_wide(rb: pd.DataFrame, schemes: dict) -> pd.DataFrame:
     d = rb.assign(label=_method_labels(rb))
     wide = d.pivot_table(index=["dataset", "scheme", "quantizer", "bits"], columns="label",
                          values="retention", sort=False).reset_index()
-    wide["_s"] = wide.scheme.map({s: i for i, s in enumerate(schemes)})
+    wide["_s"] = wide.scheme.map({s: i for i, s in enumerate(scheme_order(schemes))})
     wide = wide.sort_values(["dataset", "_s"], kind="stable").drop(columns="_s")
     labels = [c for c in dict.fromkeys(d.label) if c != MEAN_LABEL] + [MEAN_LABEL]
     wide.columns.name = None
@@ -92,7 +106,7 @@ def weight_change_long(analysis_paths: list[str], schemes: dict) -> pd.DataFrame
             for name, vals in data[group].items():
                 rows.append({**base, "scope": f"{prefix}:{name}", **{c: vals[c] for c in WEIGHT_COLUMNS}})
     df = _bits_columns(pd.DataFrame(rows, columns=[*KEY, "scheme", "scope", *WEIGHT_COLUMNS]), schemes)
-    order = {s: i for i, s in enumerate(schemes)}
+    order = {s: i for i, s in enumerate(scheme_order(schemes))}
     df["_s"] = df.scheme.map(order)
     df = df.sort_values([*KEY, "_s"], kind="stable").drop(columns="_s")
     return df[[*KEY, "scheme", "quantizer", "bits", "scope", *WEIGHT_COLUMNS]].reset_index(drop=True)
@@ -102,12 +116,13 @@ def weight_change_summary(wc: pd.DataFrame) -> pd.DataFrame:
     d = wc[wc.scope == "overall"].copy()
     for c in ("frac_codes_changed", "frac_dequant_changed"):
         d[c.replace("frac_", "pct_")] = 100.0 * d[c]
-    return d[[*KEY, "scheme", "bits", "cosine", "rel_l2", "pct_codes_changed", "pct_dequant_changed"]].reset_index(drop=True)
+    return d[[*KEY, "scheme", "bits", "cosine", "rel_l2", "pct_codes_changed", "pct_dequant_changed",
+              "q_rel_l2"]].reset_index(drop=True)
 
 
 def table2_3(df: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd.DataFrame:
     """Table 1 layout restricted to full precision, GPTQ and AWQ (the paper's Tables 2 and 3)."""
-    keep = [cfg.full_precision_scheme] + [s for s, v in schemes.items() if v["quantizer"] in ("gptq", "awq")]
+    keep = [cfg.full_precision_scheme] + [s for s in scheme_order(schemes) if schemes[s]["quantizer"] in ("gptq", "awq")]
     sub = df[df.scheme.isin(keep)]
     return report.table1(sub, keep)
 
@@ -130,6 +145,12 @@ MARKERS = {"cast": "s", "bnb_int8": "^", "bnb_fp4": "v", "bnb_nf4": "<", "gptq":
            "none": "o"}
 
 
+def _group_label(g) -> str:
+    if g is None or (isinstance(g, float) and math.isnan(g)) or g == 0:
+        return "per channel"
+    return f"g{int(g)}"
+
+
 def _xpos(bits: int) -> float:
     return float(X_BITS.index(bits)) if bits in X_BITS else float(np.interp(bits, [2, 32], [5, 0]))
 
@@ -144,6 +165,17 @@ def bits_figure(d: pd.DataFrame, value: str, ylabel: str, png, pdf, dpi: int, fp
         if MEAN_LABEL in methods[ds]:
             methods[ds] = [m for m in methods[ds] if m != MEAN_LABEL] + [MEAN_LABEL]
     plt, fig, axes = _panels(methods)
+    # one colour and one sideways offset per scheme (or RTN group size) across all panels
+    rtn_groups = sorted(set(d[d.quantizer == "rtn"].group_size.map(_group_label)))
+    marker_schemes = list(dict.fromkeys(d[~d.quantizer.isin(["rtn", "none"])].sort_values("_order").scheme))
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = [f"RTN {g}" for g in rtn_groups] + marker_schemes
+    colours = {n: palette[i % len(palette)] for i, n in enumerate(names)}
+    offsets = {}
+    for bits in set(d.bits):
+        same = [s for s in marker_schemes if int(d[d.scheme == s].bits.iloc[0]) == bits]
+        for i, s in enumerate(same):
+            offsets[s] = 0.12 * (i - (len(same) - 1) / 2)
     for i, ds in enumerate(datasets):
         for j in range(axes.shape[1]):
             ax = axes[i][j]
@@ -154,17 +186,15 @@ def bits_figure(d: pd.DataFrame, value: str, ylabel: str, png, pdf, dpi: int, fp
             sub = d[(d.dataset == ds) & (d.label == label)]
             rtn = sub[sub.quantizer == "rtn"]
             fp = sub[sub.quantizer == "none"]
-            for g, grp in rtn.groupby(rtn.group_size.astype(str), sort=True):
+            for g, grp in rtn.groupby(rtn.group_size.map(_group_label), sort=True):
                 pts = pd.concat([fp, grp]) if fp_in_line else grp
                 pts = pts.sort_values("bits", ascending=False)
-                ax.plot([_xpos(b) for b in pts.bits], pts[value], "-o", ms=3, lw=1.2,
-                        label=f"RTN g={'channel' if g in ('None', 'nan', '0') else g}")
-            others = sub[~sub.quantizer.isin(["rtn"] if fp_in_line else ["rtn", "none"])]
-            if fp_in_line:
-                others = others[others.quantizer != "none"]
-            for k, r in enumerate(others.itertuples()):
-                ax.plot(_xpos(r.bits) + 0.12 * (k % 4 - 1.5), getattr(r, value), MARKERS.get(r.quantizer, "x"),
-                        ms=5, label=r.scheme)
+                ax.plot([_xpos(b) for b in pts.bits], pts[value], "-o", ms=3, lw=1.2, color=colours[f"RTN {g}"],
+                        label=f"RTN {g}")
+            others = sub[~sub.quantizer.isin(["rtn", "none"])]
+            for r in others.itertuples():
+                ax.plot(_xpos(r.bits) + offsets[r.scheme], getattr(r, value), MARKERS.get(r.quantizer, "x"),
+                        ms=5, color=colours[r.scheme], label=r.scheme, linestyle="none")
             ax.set_xticks(range(len(X_BITS)))
             ax.set_xticklabels(["fp32" if b == 32 else str(b) for b in X_BITS], fontsize=7)
             ax.set_title(f"{ds}: {label}", fontsize=7)
@@ -223,10 +253,12 @@ def aggregate_quant(eval_paths: list[str], analysis_paths: list[str], report_cfg
             "relative L2, and the percentage of quantized codes (and deployed weights) that differ.",
         "tab:weight_change", "{:.3f}"))
 
-    rbf = _with_group_size(rb.assign(label=_method_labels(rb)), schemes)
+    order = {s: i for i, s in enumerate(scheme_order(schemes))}
+    rbf = _with_group_size(rb.assign(label=_method_labels(rb), _order=rb.scheme.map(order)), schemes)
     bits_figure(rbf, "retention", "retention", out["retention_vs_bits.png"], out["retention_vs_bits.pdf"],
                 cfg.figure_dpi, fp_in_line=True)
     wco = wc[wc.scope == "overall"]
-    wco = _with_group_size(wco.assign(label=_method_labels(wco), pct=100.0 * wco.frac_codes_changed), schemes)
+    wco = _with_group_size(wco.assign(label=_method_labels(wco), pct=100.0 * wco.frac_codes_changed,
+                                      _order=wco.scheme.map(order)), schemes)
     bits_figure(wco[wco.quantizer != "none"], "pct", "% codes changed", out["codes_changed_vs_bits.png"],
                 out["codes_changed_vs_bits.pdf"], cfg.figure_dpi, fp_in_line=False, symlog=True)
