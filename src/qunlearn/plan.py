@@ -160,6 +160,14 @@ def dataset_schemes(config: dict, dataset: str) -> list[str]:
     return [s for s in config["quantize"]["schemes"] if allowed is None or s in allowed]
 
 
+def model_schemes(config: dict, dataset: str, model_id: str) -> list[str]:
+    """The schemes one model is evaluated (and analysed) at: the one place that decides it.
+
+    Today every model of a dataset gets the dataset's schemes. A grid with many sweep arms can
+    restrict them here (e.g. sweep arms at fp32/rtn8/rtn4 only) without touching the rules."""
+    return dataset_schemes(config, dataset)
+
+
 def is_calibrated(config: dict, scheme: str) -> bool:
     """Whether the scheme needs calibration data (then a cached quantize job makes its checkpoint)."""
     return scheme_config(config, scheme).calibrated
@@ -172,7 +180,7 @@ def unlearned_model_ids(config: dict, dataset: str) -> list[str]:
 def analysis_targets(config: dict) -> list[tuple[str, str, str]]:
     """(dataset, unlearned model_id, scheme) of every weight-change analysis."""
     return [(ds, mid, s) for ds in config["datasets"] for mid in unlearned_model_ids(config, ds)
-            for s in dataset_schemes(config, ds)]
+            for s in model_schemes(config, ds, mid)]
 
 
 def scheme_table(config: dict) -> dict:

@@ -7,8 +7,10 @@ rule analysis:
     output:
         directory(f"{RESULTS}/{{dataset}}/analysis/{{model_id}}"),
     params:
-        schemes=lambda w: as_json({s: plan.scheme_slice(config, s) for s in plan.dataset_schemes(config, w.dataset)}),
-        calibrated=lambda w: as_json(calibrated_schemes(w.dataset)),
+        schemes=lambda w: as_json(
+            {s: plan.scheme_slice(config, s) for s in plan.model_schemes(config, w.dataset, w.model_id)}
+        ),
+        calibrated=lambda w: as_json(calibrated_schemes(w.dataset, w.model_id)),
     threads: THREADS
     resources:
         mem_mb=2000,

@@ -84,18 +84,18 @@ def eval_outputs():
         f"{RESULTS}/{ds}/eval/{mid}/{scheme}.json"
         for ds in config["datasets"]
         for mid in plan.model_ids(config, ds)
-        for scheme in plan.dataset_schemes(config, ds)
+        for scheme in plan.model_schemes(config, ds, mid)
     ]
 
 
-def calibrated_schemes(dataset):
-    return [s for s in plan.dataset_schemes(config, dataset) if plan.is_calibrated(config, s)]
+def calibrated_schemes(dataset, model_id):
+    return [s for s in plan.model_schemes(config, dataset, model_id) if plan.is_calibrated(config, s)]
 
 
 def analysis_inputs(w):
     """The released target, the unlearned model, and both quantized checkpoints per calibrated scheme."""
     inputs = {"target": model_dir(w.dataset, "target"), "unlearned": model_dir(w.dataset, w.model_id)}
-    for s in calibrated_schemes(w.dataset):
+    for s in calibrated_schemes(w.dataset, w.model_id):
         inputs[f"target_{s}"] = quant_dir(w.dataset, "target", s)
         inputs[f"unlearned_{s}"] = quant_dir(w.dataset, w.model_id, s)
     return inputs
