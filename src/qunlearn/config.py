@@ -295,8 +295,10 @@ class SchemeConfig:
             raise ConfigError(f"{where}.group_size: must be >= 0, got {r['group_size']}")
         if "dtype" in r and r["dtype"] not in CAST_DTYPES:
             raise ConfigError(f"{where}.dtype: {r['dtype']!r} unknown; use one of {', '.join(CAST_DTYPES)}")
-        if r.get("blocksize") is not None and r["blocksize"] not in (64, 128, 256, 512, 1024, 2048, 4096):
-            raise ConfigError(f"{where}.blocksize: bitsandbytes supports 64..4096 (powers of 2), "
+        if r.get("blocksize") is not None and r["blocksize"] != 64:
+            # bitsandbytes itself takes 64..4096, but transformers' BitsAndBytesConfig (the user's
+            # loading path, which evaluation runs) has no blocksize argument: it always uses 64.
+            raise ConfigError(f"{where}.blocksize: only 64 (what BitsAndBytesConfig loads with), "
                               f"got {r['blocksize']}")
         if r.get("actorder") is not None and r["actorder"] not in GPTQ_ACTORDERS:
             raise ConfigError(f"{where}.actorder: {r['actorder']!r} unknown; use null or one of "
