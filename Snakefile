@@ -1,5 +1,6 @@
 # qunlearn: does LLM unlearning survive weight quantization?  (Zhang et al., ICLR 2025)
-# The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr) -> evaluate (x scheme)
+# The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr x epochs x loss, alpha grid
+#          -> select_alpha) -> [quantize (GPTQ/AWQ)] -> evaluate (x scheme), analysis (weight change)
 #          -> aggregate tables, figures -> paper/ (snakemake paper: also paper/main.pdf)
 # Path grammar: see workflow/rules/common.smk and the README.
 
@@ -23,8 +24,11 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/report_quant.smk"
 include: "workflow/rules/paper.smk"
 
 

@@ -58,10 +58,15 @@ def test_dataclasses_reject_unknown_keys_and_wrong_types():
 
 @pytest.mark.parametrize("mutate,needle", [
     (lambda c: c["report"].update(full_precision_scheme="bf16"), "report.full_precision_scheme"),
-    (lambda c: c["report"].update(figure_schemes=["rtn3"]), "report.figure_schemes"),
+    (lambda c: c["report"].update(figure_schemes=["rtn5"]), "report.figure_schemes"),
     (lambda c: c["datasets"]["synth_plain"].update(reuse="nowhere"), "datasets.synth_plain.reuse"),
     (lambda c: c["quantize"]["schemes"]["rtn4"].pop("bits"), "quantize.schemes.rtn4.bits"),
     (lambda c: c["datasets"]["synth"]["synthetic"].update(forget_fraction=1.5), "forget_fraction"),
+    (lambda c: c["datasets"]["synth_plain"].update(schemes=["rtn4"]), "datasets.synth_plain.schemes"),
+    (lambda c: c["datasets"]["synth_plain"].update(schemes=["fp32", "int3"]), "datasets.synth_plain.schemes"),
+    (lambda c: c["quantize"]["schemes"]["rtn4"].update(dampening=0.1), "quantize.schemes.rtn4.dampening"),
+    (lambda c: c["quantize"]["schemes"]["gptq"].update(calibration_split="forget"),
+     "quantize.schemes.gptq.calibration_split"),
 ])
 def test_cross_section_checks_name_the_key(default_config, mutate, needle):
     mutate(default_config)

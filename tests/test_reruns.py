@@ -26,7 +26,8 @@ from qunlearn import plan
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # jobs downstream of every evaluation: tables, figures, paper numbers and copies, the target rule
-AGGREGATES = {"aggregate": 1, "figures": 1, "paper_numbers": 1, "paper_assets": 1, "all": 1}
+AGGREGATES = {"aggregate": 1, "figures": 1, "aggregate_quant": 1, "paper_numbers": 1, "paper_assets": 1,
+              "paper_quant": 1, "all": 1}
 
 _RULE_DIRS = """
 import json, sys
@@ -144,10 +145,15 @@ def expected(old, new, redo_selections=(), reevaluate=False):
     arms = {(a.dataset, a.model_id) for a in plan.unlearn_jobs(new)
             if (a.dataset, a.model_id) not in old_ids
             or (a.alpha == plan.SELECTED and plan.selection_source(new, a.dataset, a.method) in sel)}
-    evals = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in plan.evaluations(new)
-             if reevaluate or (ds, mid) in arms}
-    return {"unlearn": {unlearn_dir(*a) for a in arms}, "evaluate": evals,
-            "select_alpha": {f"results/{ds}/selection/{m}.json" for ds, m in sel}}
+    evals = {(ds, mid, s) for ds, mid, s in plan.evaluations(new) if reevaluate or (ds, mid) in arms}
+    return {"unlearn": {unlearn_dir(*a) for a in arms},
+            "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
+            "select_alpha": {f"results/{ds}/selection/{m}.json" for ds, m in sel},
+            # GPTQ/AWQ checkpoints and weight analyses follow the (re)made models
+            "quantize": {f"results/{ds}/quant/{mid}/{s}" for ds, mid, s in evals
+                         if (ds, mid) in arms and plan.is_calibrated(new, s)},
+            "analysis": {f"results/{ds}/analysis/{mid}" for ds, mid in arms
+                         if mid in plan.analysis_model_ids(new, ds)}}
 
 
 def assert_plans(jobs, want):
@@ -183,9 +189,13 @@ def test_lr_of_one_method_replans_only_its_branch(finished_default, tmp_path):
 
 def test_a_new_scheme_adds_only_its_evaluations(finished_default, tmp_path):
     cfg, jobs = replan(finished_default, tmp_path, lambda c: c["quantize"]["schemes"].update(
-        rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}))
-    want = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in plan.evaluations(cfg) if s == "rtn3"}
-    assert_plans(jobs, {"evaluate": want})
+        rtn4_g32={"quantizer": "rtn", "bits": 4, "group_size": 32}))
+    assert "rtn4_g32" not in default_cfg()["quantize"]["schemes"]
+    want = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in plan.evaluations(cfg) if s == "rtn4_g32"}
+    # each headline arm's weight analysis covers every scheme of its dataset
+    analyses = {f"results/{ds}/analysis/{mid}" for ds in cfg["datasets"] for mid in plan.analysis_model_ids(cfg, ds)
+                if "rtn4_g32" in plan.dataset_schemes(cfg, ds)}
+    assert_plans(jobs, {"evaluate": want, "analysis": analyses})
 
 
 @pytest.fixture(scope="module")
@@ -211,8 +221,11 @@ def test_a_new_method_adds_only_its_branch(finished_without_a_method, tmp_path):
 
 
 def _everything(cfg):
+    evals = plan.evaluations(cfg)
     return {"release": 2 * len(cfg["datasets"]), "select_alpha": len(selections_with_grid(cfg)),
-            "unlearn": len(plan.unlearn_jobs(cfg)), "evaluate": len(plan.evaluations(cfg)), **AGGREGATES}
+            "unlearn": len(plan.unlearn_jobs(cfg)), "evaluate": len(evals),
+            "quantize": sum(1 for _, _, s in evals if plan.is_calibrated(cfg, s)),
+            "analysis": sum(len(plan.analysis_model_ids(cfg, ds)) for ds in cfg["datasets"]), **AGGREGATES}
 
 
 def test_the_corpus_seed_replans_everything_downstream_of_data_prep(finished_default, tmp_path):
@@ -242,7 +255,8 @@ def test_an_evaluation_setting_replans_evaluations_and_what_reads_a_selection(fi
 
 def test_a_plotting_option_reruns_only_the_figures(finished_default, tmp_path):
     _, jobs = replan(finished_default, tmp_path, lambda c: c["report"].update(figure_dpi=100))
-    assert job_stats(jobs) == {"figures": 1, "paper_assets": 1, "all": 1}
+    # aggregate_quant draws its own figures (and writes its tables again, unchanged)
+    assert job_stats(jobs) == {"figures": 1, "paper_assets": 1, "aggregate_quant": 1, "paper_quant": 1, "all": 1}
 
 
 def test_a_table_option_reruns_the_aggregates_only(finished_default, tmp_path):

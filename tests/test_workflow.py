@@ -38,7 +38,11 @@ def test_dry_run_plans_the_default_grid(default_config):
     jobs = planned_jobs()
     unl, sweeps = default_config["unlearn"], default_config["sweeps"]
     methods = unl["methods"]
-    n_schemes = len(default_config["quantize"]["schemes"])
+    schemes = default_config["quantize"]["schemes"]
+    n_schemes = len(schemes)
+    plain_schemes = default_config["datasets"]["synth_plain"]["schemes"]
+    calibrated = [s for s, v in schemes.items() if v["quantizer"] in ("gptq", "awq")]
+    n_cal_plain = len([s for s in calibrated if s in plain_schemes])
     n_plain = len(default_config["datasets"]["synth_plain"]["methods"])
     grid = sum(len(m["alphas"]) for m in methods.values() if len(m.get("alphas", [])) > 1)
     lr_of = lambda m: float(methods[m].get("lr", unl["lr"]))  # noqa: E731
@@ -49,8 +53,13 @@ def test_dry_run_plans_the_default_grid(default_config):
                             for m in sweeps["loss_variant"]["methods"]),
     }
     n_unlearn = grid + len(methods) + n_plain + sum(extra_sweep_arms.values())
-    n_eval = ((2 + len(methods)) + (2 + n_plain)) * n_schemes + grid * len(unl["alpha_selection"]["schemes"]) \
+    # bases and headline arms at their dataset's schemes; grid and sweep arms at their study's
+    n_eval = (2 + len(methods)) * n_schemes + (2 + n_plain) * len(plain_schemes) \
+        + grid * len(unl["alpha_selection"]["schemes"]) \
         + sum(n * len(sweeps[s]["schemes"]) for s, n in extra_sweep_arms.items())
+    assert not set(calibrated) & {s for k in sweeps for s in sweeps[k]["schemes"]}
+    quantize = (2 + len(methods)) * len(calibrated) + (2 + n_plain) * n_cal_plain
+    analysis = len(methods) + n_plain  # one per headline arm (it writes one JSON per scheme)
     n_select = sum(1 for m in methods.values() if "alphas" in m)  # SURE methods reuse their objective's
     assert jobs == {
         "prepare_data": 1,  # synth_plain reuses synth's data
@@ -58,15 +67,48 @@ def test_dry_run_plans_the_default_grid(default_config):
         "release": 4,  # target/retrain x (snapped, as trained)
         "select_alpha": n_select,  # synth_plain takes synth's selections
         "unlearn": n_unlearn,
+        "quantize": quantize,  # one per (model, calibrated scheme): GPTQ and AWQ
         "evaluate": n_eval,
+        "analysis": analysis,
         "aggregate": 1,
+        "aggregate_quant": 1,
         "figures": 1,
         "paper_numbers": 1,
         "paper_includes": 1,
         "paper_assets": 1,
+        "paper_quant": 1,
         "all": 1,
-        "total": 1 + 2 + 4 + n_select + n_unlearn + n_eval + 6,
+        "total": 1 + 2 + 4 + n_select + n_unlearn + quantize + n_eval + analysis + 8,
     }
+    assert len(calibrated) == 2
+
+
+def test_dry_run_plans_quantize_and_analysis_jobs_for_calibrated_schemes_only(tmp_path, default_config):
+    cfg = default_config
+    del cfg["datasets"]["synth_plain"]
+    del cfg["sweeps"]
+    cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1]}}
+    cfg["unlearn"]["alpha_selection"] = {"schemes": ["fp32"]}
+    cfg["report"]["quantized_scheme"] = "nf4"
+    cfg["quantize"]["schemes"] = {"fp32": {"quantizer": "none"}, "nf4": {"quantizer": "bnb_nf4"},
+                                  "gptq": {"quantizer": "gptq"}}
+    cfg["report"]["figure_schemes"] = ["fp32"]
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    out = snakemake("-n", "--forceall", "--configfile", str(path)).stdout
+    quant = sorted(set(re.findall(r"output: (results/synth/quant/\S+)", out)))
+    assert quant == ["results/synth/quant/retrain/gptq", "results/synth/quant/target/gptq",
+                     "results/synth/quant/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful/gptq"]
+    analyses = re.findall(r"input: (.*)\n\s+output: (results/synth/analysis/\S+)", out)
+    assert len(analyses) == 1 and analyses[0][1] == "results/synth/analysis/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful"
+    assert analyses[0][0].split(", ") == [
+        "results/synth/models/target", "results/synth/models/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful",
+        "results/synth/quant/target/gptq", "results/synth/quant/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful/gptq"]
+    # the gptq evaluation reads the quantized checkpoint, the nf4 one the model itself
+    assert re.search(r"input: results/synth/quant/target/gptq, results/synth/data\n\s+output: "
+                     r"results/synth/eval/target/gptq.json", out)
+    assert re.search(r"input: results/synth/models/target, results/synth/data\n\s+output: "
+                     r"results/synth/eval/target/nf4.json", out)
 
 
 def test_sweeps_plan_exactly_the_arms_the_config_asks_for(tmp_path, default_config):
@@ -98,7 +140,8 @@ def test_sweeps_plan_exactly_the_arms_the_config_asks_for(tmp_path, default_conf
     assert "results/synth/eval/" + arm.format("ga_gdr_sure", "selected", "3e-05", 40, "faithful")[
         len("results/synth/models/"):] + "/rtn4.json" in evals
     # sweep arms are evaluated at their sweep's schemes only, grid arms at the selection's
-    assert len(evals) == 3 * 3 + 2 * 1 + 1 * 1 + 1 * 1 + 1 * 2
+    n_schemes = len(cfg["quantize"]["schemes"])  # headline arms: every scheme
+    assert len(evals) == 3 * n_schemes + 2 * 1 + 1 * 1 + 1 * 1 + 1 * 2
 
 
 def test_dry_run_with_another_configfile_uses_that_file_alone(tmp_path, default_config):
@@ -130,7 +173,7 @@ def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, default_config)
     assert proc.returncode != 0
     assert "alpha" in proc.stdout + proc.stderr
     default_config["unlearn"]["methods"]["ga_gdr"] = {"alphas": [1]}
-    default_config["report"]["figure_schemes"] = ["rtn3"]
+    default_config["report"]["figure_schemes"] = ["rtn5"]
     path.write_text(yaml.safe_dump(default_config))
     proc = snakemake("-n", "--configfile", str(path), check=False)
     assert proc.returncode != 0 and "report.figure_schemes" in proc.stdout + proc.stderr

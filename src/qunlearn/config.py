@@ -158,6 +158,7 @@ class DatasetConfig:
     reuse: Optional[str] = None  # source: reuse -> name of the dataset whose data + training we share
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     methods: Optional[list[str]] = None  # unlearning methods run on this dataset (null = all)
+    schemes: Optional[list[str]] = None  # quantization schemes evaluated on this dataset (null = all)
 
     def validate(self, where: str) -> None:
         if self.source not in ("synthetic", "reuse"):
@@ -222,20 +223,122 @@ class UnlearnConfig:
             raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
 
 
+# Each quantizer's settings and their defaults: the one place a scheme's defaults are visible.
+# A scheme may set only its quantizer's keys (anything else is a ConfigError naming the key); the
+# resolved slice of a scheme (plan.scheme_slice) is ``quantizer`` + exactly these keys, so a job's
+# params change only when a setting of its own quantizer changes. The keys of this table equal the
+# registry qunlearn.quantize.QUANTIZERS (tests/test_quantizers.py checks it).
+_CALIBRATION = {
+    "calibration_split": "retain2",  # raw/<split> of the dataset: retain1 | retain2 | holdout (never forget)
+    "calibration_samples": 32,  # records taken from that split (in file order after a seeded shuffle)
+    "calibration_seed": 0,  # seed of that shuffle (and of torch during calibration)
+    "calibration_max_length": 256,  # tokens per calibration record (truncation)
+}
+QUANTIZER_SETTINGS: dict[str, dict[str, Any]] = {
+    "none": {},
+    "cast": {"dtype": "bf16"},  # fp16 | bf16: every parameter cast, the model run in that dtype
+    "rtn": {"bits": None, "group_size": None, "include_lm_head": False},
+    "bnb_int8": {"threshold": 6.0},  # LLM.int8(): outlier threshold (the paper's 8-bit)
+    "bnb_fp4": {"blocksize": 64, "double_quant": False},  # the paper code's 4-bit
+    "bnb_nf4": {"blocksize": 64, "double_quant": False},
+    "gptq": {"bits": 4, "group_size": 128, "symmetric": True, "dampening": 0.01, "actorder": None,
+             "block_size": 128, **_CALIBRATION},
+    "awq": {"bits": 4, "group_size": 128, "symmetric": False, "duo_scaling": True, "n_grid": 20,
+            **_CALIBRATION},
+}
+# Quantizers that need calibration data: their quantized checkpoint is a cached rule (quantize.smk).
+CALIBRATED_QUANTIZERS = ("gptq", "awq")
+CALIBRATION_SPLITS = ("retain1", "retain2", "holdout")
+GPTQ_ACTORDERS = ("static", "group", "weight")
+CAST_DTYPES = ("fp16", "bf16")
+
+
 @dataclass
 class SchemeConfig:
-    """A quantization scheme: a registered quantizer and its settings."""
+    """A quantization scheme: a registered quantizer and its settings (null = the quantizer's
+    default from QUANTIZER_SETTINGS; see :meth:`resolved`)."""
 
     quantizer: str = "none"
-    bits: Optional[int] = None
-    group_size: Optional[int] = None  # null / 0 = per output channel
-    include_lm_head: bool = False
+    bits: Optional[int] = None  # rtn, gptq, awq
+    group_size: Optional[int] = None  # rtn, gptq, awq; null / 0 = per output channel
+    include_lm_head: Optional[bool] = None  # rtn
+    dtype: Optional[str] = None  # cast
+    threshold: Optional[float] = None  # bnb_int8
+    blocksize: Optional[int] = None  # bnb_fp4, bnb_nf4
+    double_quant: Optional[bool] = None  # bnb_fp4, bnb_nf4
+    symmetric: Optional[bool] = None  # gptq, awq
+    dampening: Optional[float] = None  # gptq: fraction of the mean Hessian diagonal added
+    actorder: Optional[str] = None  # gptq: null (no act-order, original GPTQ) | static | group | weight
+    block_size: Optional[int] = None  # gptq: columns per lazy-batch update
+    duo_scaling: Optional[bool] = None  # awq: scales from activations and weights
+    n_grid: Optional[int] = None  # awq: grid points of the scale search
+    calibration_split: Optional[str] = None  # gptq, awq
+    calibration_samples: Optional[int] = None
+    calibration_seed: Optional[int] = None
+    calibration_max_length: Optional[int] = None
 
     def validate(self, where: str) -> None:
-        if self.bits is not None and not 2 <= self.bits <= 8:
-            raise ConfigError(f"{where}.bits: must be in 2..8, got {self.bits}")
-        if self.group_size is not None and self.group_size < 0:
-            raise ConfigError(f"{where}.group_size: must be >= 0, got {self.group_size}")
+        if self.quantizer not in QUANTIZER_SETTINGS:
+            raise ConfigError(f"{where}.quantizer: unknown quantizer {self.quantizer!r}; "
+                              f"known: {', '.join(QUANTIZER_SETTINGS)}")
+        allowed = QUANTIZER_SETTINGS[self.quantizer]
+        for f in dataclasses.fields(self):
+            if f.name != "quantizer" and getattr(self, f.name) is not None and f.name not in allowed:
+                raise ConfigError(f"{where}.{f.name}: not a setting of quantizer {self.quantizer!r}; "
+                                  f"its settings: {', '.join(allowed) or '(none)'}")
+        r = self.resolved()
+        if self.quantizer in ("rtn", "gptq", "awq") and r["bits"] is None:
+            raise ConfigError(f"{where}.bits: quantizer {self.quantizer!r} needs bits (2-8)")
+        if r.get("bits") is not None and not 2 <= r["bits"] <= 8:
+            raise ConfigError(f"{where}.bits: must be in 2..8, got {r['bits']}")
+        if r.get("group_size") is not None and r["group_size"] < 0:
+            raise ConfigError(f"{where}.group_size: must be >= 0, got {r['group_size']}")
+        if "dtype" in r and r["dtype"] not in CAST_DTYPES:
+            raise ConfigError(f"{where}.dtype: {r['dtype']!r} unknown; use one of {', '.join(CAST_DTYPES)}")
+        if r.get("blocksize") is not None and r["blocksize"] != 64:
+            # bitsandbytes itself takes 64..4096, but transformers' BitsAndBytesConfig (the user's
+            # loading path, which evaluation runs) has no blocksize argument: it always uses 64.
+            raise ConfigError(f"{where}.blocksize: only 64 (what BitsAndBytesConfig loads with), "
+                              f"got {r['blocksize']}")
+        if r.get("actorder") is not None and r["actorder"] not in GPTQ_ACTORDERS:
+            raise ConfigError(f"{where}.actorder: {r['actorder']!r} unknown; use null or one of "
+                              f"{', '.join(GPTQ_ACTORDERS)}")
+        if "calibration_split" in r:
+            if r["calibration_split"] not in CALIBRATION_SPLITS:
+                raise ConfigError(f"{where}.calibration_split: {r['calibration_split']!r} not allowed; "
+                                  f"use one of {', '.join(CALIBRATION_SPLITS)} (never the forget set)")
+            if r["calibration_samples"] < 1:
+                raise ConfigError(f"{where}.calibration_samples: must be >= 1")
+        if r.get("dampening") is not None and not 0 <= r["dampening"] < 1:
+            raise ConfigError(f"{where}.dampening: must be in [0, 1), got {r['dampening']}")
+
+    def resolved(self) -> dict:
+        """``quantizer`` + exactly its settings, unset ones filled with the quantizer's defaults."""
+        out: dict[str, Any] = {"quantizer": self.quantizer}
+        for key, default in QUANTIZER_SETTINGS.get(self.quantizer, {}).items():
+            value = getattr(self, key)
+            out[key] = default if value is None else value
+        return out
+
+    def setting(self, key: str):
+        return self.resolved()[key]
+
+    @property
+    def calibrated(self) -> bool:
+        return self.quantizer in CALIBRATED_QUANTIZERS
+
+    @property
+    def nominal_bits(self) -> int:
+        """Bits per weight a reader would name the scheme by (figures: fp32 = 32, fp16/bf16 = 16)."""
+        if self.quantizer == "none":
+            return 32
+        if self.quantizer == "cast":
+            return 16
+        if self.quantizer == "bnb_int8":
+            return 8
+        if self.quantizer in ("bnb_fp4", "bnb_nf4"):
+            return 4
+        return int(self.setting("bits"))
 
 
 @dataclass

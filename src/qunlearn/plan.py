@@ -64,6 +64,9 @@ def check_config(config: dict) -> None:
         for m in ds.get("methods") or []:
             if m not in methods:
                 raise ConfigError(f"datasets.{name}.methods: {m!r} is not configured under unlearn.methods")
+        for s in ds.get("schemes") or []:
+            if s not in schemes:
+                raise ConfigError(f"datasets.{name}.schemes: {s!r} is not a scheme under quantize.schemes")
     from_dict(ModelConfig, config.get("model"), "model")
     from_dict(TrainConfig, config.get("train"), "train")
     from_dict(EvalConfig, config.get("evaluate"), "evaluate")
@@ -77,9 +80,13 @@ def check_config(config: dict) -> None:
     if schemes.get(report.full_precision_scheme, {}).get("quantizer") != "none":
         raise ConfigError(f"report.full_precision_scheme: {report.full_precision_scheme!r} must use quantizer 'none'")
     for name, s in schemes.items():
-        scfg = from_dict(SchemeConfig, s, f"quantize.schemes.{name}")
-        if scfg.quantizer == "rtn" and scfg.bits is None:
-            raise ConfigError(f"quantize.schemes.{name}.bits: quantizer 'rtn' needs bits (2-8)")
+        from_dict(SchemeConfig, s, f"quantize.schemes.{name}")  # per-quantizer keys and values
+    for name in datasets:
+        if datasets[name].get("schemes") is not None:
+            for key in ("full_precision_scheme", "privleak_reference_scheme"):
+                if getattr(report, key) not in datasets[name]["schemes"]:
+                    raise ConfigError(f"datasets.{name}.schemes: must include report.{key} "
+                                      f"({getattr(report, key)!r})")
     _check_unlearn(config, schemes)
 
 
@@ -257,13 +264,12 @@ def unlearn_jobs(config: dict, dataset: str | None = None) -> list[Arm]:
 
 
 def evaluations(config: dict) -> list[tuple[str, str, str]]:
-    """(dataset, model_id, scheme) of every evaluation: bases and headline arms at every scheme,
-    grid and sweep arms at their study's schemes."""
-    schemes = list(config["quantize"]["schemes"])
+    """(dataset, model_id, scheme) of every evaluation: bases and headline arms at every scheme of
+    their dataset (``dataset_schemes``), grid and sweep arms at their study's schemes."""
     out = set()
     for ds in config["datasets"]:
-        out |= {(ds, base, s) for base in BASES for s in schemes}
-    out |= {(a.dataset, a.model_id, s) for a in headline_arms(config) for s in schemes}
+        out |= {(ds, base, s) for base in BASES for s in dataset_schemes(config, ds)}
+    out |= {(a.dataset, a.model_id, s) for a in headline_arms(config) for s in dataset_schemes(config, a.dataset)}
     for study in STUDIES:
         study_arm_list = study_arms(config, study)
         if study_arm_list:
@@ -326,8 +332,57 @@ def train_check_eval_slice(config: dict) -> dict:
     return {k: full[k] for k in TRAIN_CHECK_EVAL_KEYS}
 
 
+def scheme_config(config: dict, scheme: str) -> SchemeConfig:
+    return from_dict(SchemeConfig, config["quantize"]["schemes"][scheme], f"quantize.schemes.{scheme}")
+
+
 def scheme_slice(config: dict, scheme: str) -> dict:
-    return to_dict(from_dict(SchemeConfig, config["quantize"]["schemes"][scheme], f"quantize.schemes.{scheme}"))
+    """The resolved settings of one scheme: ``quantizer`` + that quantizer's keys (defaults filled)."""
+    return scheme_config(config, scheme).resolved()
+
+
+def dataset_schemes(config: dict, dataset: str) -> list[str]:
+    """The schemes evaluated on ``dataset`` (datasets.<name>.schemes; null = every scheme)."""
+    allowed = config["datasets"][dataset].get("schemes")
+    return [s for s in config["quantize"]["schemes"] if allowed is None or s in allowed]
+
+
+def model_schemes(config: dict, dataset: str, model_id: str) -> list[str]:
+    """The schemes one model is evaluated at (``evaluations``: bases and headline arms at the
+    dataset's schemes, grid and sweep arms at their study's)."""
+    return [s for ds, mid, s in evaluations(config) if ds == dataset and mid == model_id]
+
+
+def is_calibrated(config: dict, scheme: str) -> bool:
+    """Whether the scheme needs calibration data (then a cached quantize job makes its checkpoint)."""
+    return scheme_config(config, scheme).calibrated
+
+
+def unlearned_model_ids(config: dict, dataset: str) -> list[str]:
+    return [mid for mid in model_ids(config, dataset) if mid not in BASES]
+
+
+def analysis_model_ids(config: dict, dataset: str) -> list[str]:
+    """The unlearned models whose weight change is analysed: the headline arms (the methods'
+    reported models; grid and sweep arms are evaluated only)."""
+    return sorted(a.model_id for a in headline_arms(config, dataset))
+
+
+def analysis_targets(config: dict) -> list[tuple[str, str, str]]:
+    """(dataset, unlearned model_id, scheme) of every weight-change analysis."""
+    return [(ds, mid, s) for ds in config["datasets"] for mid in analysis_model_ids(config, ds)
+            for s in model_schemes(config, ds, mid)]
+
+
+def scheme_table(config: dict) -> dict:
+    """scheme -> {quantizer, nominal_bits, **resolved settings}: what the reports need to know."""
+    out = {}
+    for name in config["quantize"]["schemes"]:
+        scfg = scheme_config(config, name)
+        out[name] = {**scfg.resolved(), "nominal_bits": scfg.nominal_bits}
+    return out
+
+
 
 
 def headline_ids(config: dict) -> dict[str, list[str]]:

@@ -166,28 +166,113 @@ def _copy_twin(twin: str | Path, out_dir: str | Path, cfg, seed: int, inputs: di
 
 def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_json: str | Path, scheme: dict,
                    eval_cfg: dict, seed: int, threads: int | None = None, scheme_name: str = "scheme",
-                   progress: bool = True) -> dict:
-    """Quantize a model as ``scheme`` says and compute every metric; keeps per-item outputs."""
+                   progress: bool = True, simulate: bool = False) -> dict:
+    """Quantize a model as ``scheme`` says and compute every metric; keeps per-item outputs.
+
+    For calibrated schemes (GPTQ, AWQ) ``model_dir`` is the quantize rule's checkpoint, already
+    holding the deployed weights. ``simulate`` (not used by the workflow) evaluates bitsandbytes
+    schemes with their exact dequantized dense weights instead of the bnb modules (README compares).
+    """
     from .data.tokenizer import load_tokenizer
     from .evaluate.runner import evaluate_all
     from .models import load_model
-    from .quantize import quantize_model
+    from .quantize import load_quantized, quantize_model
 
     started = time.time()
     runtime.seed_everything(seed, threads)
     scfg = from_dict(SchemeConfig, scheme, f"quantize.schemes.{scheme_name}")
     ecfg = from_dict(EvalConfig, eval_cfg, "evaluate")
     tok = load_tokenizer(model_dir)
-    model = load_model(model_dir)
-    qinfo = quantize_model(model, scfg)
+    if scfg.calibrated:
+        qmeta = runtime.read_json(Path(model_dir) / "meta.json")
+        if qmeta.get("config", {}).get("scheme") != scfg.resolved():
+            raise ValueError(f"{model_dir}/meta.json: quantized with {qmeta.get('config', {}).get('scheme')}, "
+                             f"but quantize.schemes.{scheme_name} is {scfg.resolved()}")
+        model = load_model(model_dir)
+        qinfo = {**qmeta["quantization"], "checkpoint": str(model_dir)}
+    elif simulate:
+        model = load_model(model_dir)
+        qinfo = quantize_model(model, scfg)
+    else:
+        model, qinfo = load_quantized(model_dir, scfg)
     result = evaluate_all(model, tok, data_dir, ecfg, progress)
     out = {
         "model_dir": str(model_dir),
         "scheme": scheme_name,
         "quantization": qinfo,
         **result,
-        "meta": runtime.build_meta("evaluate", {"scheme": to_dict(scfg), "evaluate": to_dict(ecfg)}, seed,
+        "meta": runtime.build_meta("evaluate", {"scheme": scfg.resolved(), "evaluate": to_dict(ecfg)}, seed,
                                    {"model": model_dir, "data": data_dir}, started),
     }
     runtime.write_json_atomic(out_json, out)
     return out
+
+
+def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, scheme: dict,
+                        seed: int, threads: int | None = None, scheme_name: str = "scheme") -> dict:
+    """Calibrate and quantize one model (GPTQ/AWQ); write the dense deployed weights
+    (``model.safetensors``, loadable as any checkpoint), the integer codes, scales and zero points
+    (``quant_codes.safetensors``), the tokenizer and ``meta.json``."""
+    from safetensors.torch import save_file
+
+    from .data.tokenizer import load_tokenizer
+    from .models import load_model, save_model
+    from .quantize import get_quantizer
+    from .quantize.llmc import calibration_texts
+
+    started = time.time()
+    scfg = from_dict(SchemeConfig, scheme, f"quantize.schemes.{scheme_name}")
+    if not scfg.calibrated:
+        raise ValueError(f"quantize.schemes.{scheme_name}: quantizer {scfg.quantizer!r} needs no calibration "
+                         "(it is applied on the fly by evaluate)")
+    s = scfg.resolved()
+    runtime.seed_everything(s["calibration_seed"], threads)
+    import torch
+
+    tok = load_tokenizer(model_dir)
+    model = load_model(model_dir, device=torch.device("cpu"))
+    split = s["calibration_split"]
+    texts = calibration_texts(muse_format.read_texts(data_dir, "raw", split), s["calibration_samples"],
+                              s["calibration_seed"])
+    t0 = time.time()
+    codes, info = get_quantizer(scfg.quantizer).calibrate(model, tok, texts, scfg)
+    info["calibration"]["split"] = f"raw/{split}"
+    info["calibrate_s"] = round(time.time() - t0, 3)
+    # Save through a freshly loaded copy: llmcompressor wraps the calibrated model's save_pretrained
+    # (compressed format, recipe.yaml); ours is a plain dense checkpoint (strict: no extra tensors).
+    plain = load_model(model_dir, device=torch.device("cpu"))
+    plain.load_state_dict({k: v.detach().clone() for k, v in model.state_dict().items()}, strict=True)
+    with runtime.atomic_dir(out_dir) as tmp:
+        save_model(plain, tok, tmp)
+        save_file({f"{name}.{k}": v for name, d in codes.items() for k, v in d.items()},
+                  str(tmp / "quant_codes.safetensors"))
+        meta = runtime.build_meta("quantize", {"scheme": s}, s["calibration_seed"],
+                                  {"model": model_dir, "data": data_dir}, started,
+                                  {"scheme_name": scheme_name, "quantization": info})
+        runtime.write_json_atomic(tmp / "meta.json", meta)
+    return meta
+
+
+def analyse_weights(target_dir: str | Path, unlearned_dir: str | Path, out_dir: str | Path,
+                    schemes: dict[str, dict], quant_dirs: dict[str, tuple[str, str]] | None = None) -> dict:
+    """Weight change of one unlearned model against its released target, under every scheme of
+    its dataset: writes ``out_dir/<scheme>.json`` (weights loaded once per job)."""
+    from .analysis import load_pair, weight_change
+
+    quant_dirs = quant_dirs or {}
+    weights = load_pair(target_dir, unlearned_dir)
+    results = {}
+    with runtime.atomic_dir(out_dir) as tmp:
+        for name, raw in schemes.items():
+            started = time.time()
+            scfg = from_dict(SchemeConfig, raw, f"quantize.schemes.{name}")
+            tq, uq = quant_dirs.get(name, (None, None))
+            result = weight_change(target_dir, unlearned_dir, scfg, tq, uq, weights=weights)
+            inputs = {"target": target_dir, "unlearned": unlearned_dir}
+            if tq is not None:
+                inputs.update(target_quant=tq, unlearned_quant=uq)
+            results[name] = {"scheme": name, "nominal_bits": scfg.nominal_bits, **result,
+                             "meta": runtime.build_meta("analysis", {"scheme": scfg.resolved()}, None, inputs,
+                                                        started)}
+            runtime.write_json_atomic(tmp / f"{name}.json", results[name])
+    return results

@@ -8,6 +8,10 @@
 #   results/{dataset}/selection/{method}.json                       the alpha picked from the grid
 #   results/{dataset}/eval/{model_id}/{scheme}.json                 model_id = target | retrain |
 #                                        unlearn/{method}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}
+#   results/{dataset}/quant/{model_id}/{scheme}/                    calibrated schemes only (GPTQ, AWQ): dense
+#                                                                   deployed weights + quant_codes.safetensors
+#   results/{dataset}/analysis/{model_id}/{scheme}.json             headline arm vs the released target
+#                                                                   (one job per model_id writes every scheme)
 #   results/tables/*.{csv,md,tex}, results/figures/*.{png,pdf}  ->  paper/tables/, paper/figures/
 #
 # Every model/data directory holds meta.json; every eval JSON embeds its "meta".
@@ -116,6 +120,35 @@ def eval_outputs():
     return [f"{RESULTS}/{ds}/eval/{mid}/{scheme}.json" for ds, mid, scheme in plan.evaluations(config)]
 
 
+def quant_dir(dataset, model_id, scheme):
+    return f"{RESULTS}/{dataset}/quant/{model_id}/{scheme}"
+
+
+def eval_model_input(dataset, model_id, scheme):
+    """The checkpoint evaluate loads (calibrated schemes: the quantize job output; else the model)."""
+    if plan.is_calibrated(config, scheme):
+        return quant_dir(dataset, model_id, scheme)
+    return model_dir(dataset, model_id)
+
+
+def calibrated_schemes(dataset, model_id):
+    return [s for s in plan.model_schemes(config, dataset, model_id) if plan.is_calibrated(config, s)]
+
+
+def analysis_inputs(w):
+    """The released target, the unlearned model, and both quantized checkpoints per calibrated scheme."""
+    inputs = {"target": model_dir(w.dataset, "target"), "unlearned": model_dir(w.dataset, w.model_id)}
+    for s in calibrated_schemes(w.dataset, w.model_id):
+        inputs[f"target_{s}"] = quant_dir(w.dataset, "target", s)
+        inputs[f"unlearned_{s}"] = quant_dir(w.dataset, w.model_id, s)
+    return inputs
+
+
+def analysis_outputs():
+    """One directory per analysed model (plan.analysis_model_ids); it holds <scheme>.json per scheme."""
+    return [f"{RESULTS}/{ds}/analysis/{mid}" for ds in config["datasets"] for mid in plan.analysis_model_ids(config, ds)]
+
+
 TABLES = ["metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv",
           "retention.md", "retention.tex", "summary.json", *STUDY_TABLE_FILES]
 FIGURES = ["m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf", *STUDY_FIGURE_FILES]
@@ -126,8 +159,19 @@ PAPER_SOURCES = ["paper/macros.tex", "paper/tables.tex", "paper/figures.tex", "p
                  "paper/retention_by_scheme.csv"]
 
 
+# Quantizer tables and figures (made by aggregate_quant in workflow/rules/report_quant.smk);
+# table2_3_gptq_awq = the paper's Tables 2/3 (GPTQ and AWQ 4-bit); retention_by_bits = retention per
+# scheme with its bits (the reviewers' bits plot as a table); weight_change = the rebuttal's
+# cosine / changed-code analysis; the figures plot retention and changed codes against bits.
+QUANT_TABLES = [f"{stem}.{ext}" for stem in ("table2_3_gptq_awq", "retention_by_bits", "weight_change")
+                for ext in ("csv", "md", "tex")]
+QUANT_FIGURES = [f"{stem}.{ext}" for stem in ("retention_vs_bits", "codes_changed_vs_bits")
+                 for ext in ("png", "pdf")]
+
+
 def paper_outputs():
-    return [f"paper/tables/{t}" for t in TABLES] + [f"paper/figures/{f}" for f in FIGURES] + PAPER_SOURCES
+    return ([f"paper/tables/{t}" for t in TABLES + QUANT_TABLES]
+            + [f"paper/figures/{f}" for f in FIGURES + QUANT_FIGURES] + PAPER_SOURCES)
 
 
 # `snakemake --report report.html`: captions are workflow/report/<kind>/<stem>.rst (or default.rst)

@@ -1,7 +1,8 @@
 rule evaluate:
-    """Quantize one model with one scheme (on the fly for RTN) and compute M1-M4 with per-item outputs."""
+    """Quantize one model with one scheme and compute M1-M4 with per-item outputs. Cheap schemes
+    quantize on the fly; calibrated ones (GPTQ, AWQ) load the quantize rule's checkpoint."""
     input:
-        model=lambda w: model_dir(w.dataset, w.model_id),
+        model=lambda w: eval_model_input(w.dataset, w.model_id, w.scheme),
         data=lambda w: data_dir(w.dataset),
     output:
         report(

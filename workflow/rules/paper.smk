@@ -30,8 +30,8 @@ rule paper_includes:
         tables="paper/tables.tex",
         figures="paper/figures.tex",
     params:
-        tables=as_json(TABLES),
-        figures=as_json({f: rst_caption(report_caption("figures", f)) for f in FIGURES}),
+        tables=as_json(TABLES + QUANT_TABLES),
+        figures=as_json({f: rst_caption(report_caption("figures", f)) for f in FIGURES + QUANT_FIGURES}),
     localrule: True
     log:
         "logs/paper_includes.log",

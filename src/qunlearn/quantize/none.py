@@ -9,3 +9,7 @@ from .registry import register
 class NoQuantizer:
     def apply(self, model, scheme) -> dict:
         return {"quantizer": "none", "n_layers": 0}
+
+    def codes(self, weight, scheme) -> dict:
+        """Unquantized: the stored value is the fp32 weight itself."""
+        return {"codes": weight}

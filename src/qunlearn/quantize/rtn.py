@@ -69,8 +69,15 @@ def snap_linears(model, bits: int, group_size: int | None, include_lm_head: bool
 @register("rtn")
 class RTNQuantizer:
     def apply(self, model, scheme) -> dict:
-        if scheme.bits is None:
+        s = scheme.resolved()
+        if s["bits"] is None:
             raise ValueError("quantizer 'rtn' needs 'bits'")
-        names = snap_linears(model, scheme.bits, scheme.group_size, scheme.include_lm_head)
-        return {"quantizer": "rtn", "bits": scheme.bits, "group_size": scheme.group_size,
-                "symmetric": True, "include_lm_head": scheme.include_lm_head, "n_layers": len(names)}
+        names = snap_linears(model, s["bits"], s["group_size"], s["include_lm_head"])
+        return {"quantizer": "rtn", "bits": s["bits"], "group_size": s["group_size"],
+                "symmetric": True, "include_lm_head": s["include_lm_head"], "n_layers": len(names)}
+
+    def codes(self, weight: torch.Tensor, scheme) -> dict[str, torch.Tensor]:
+        """The integer codes and scales a deployed RTN kernel stores for one weight."""
+        s = scheme.resolved()
+        codes, scale = rtn_codes(weight, s["bits"], s["group_size"])
+        return {"codes": codes, "scale": scale}
