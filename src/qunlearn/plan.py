@@ -6,10 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .config import (
+    ComputeConfig,
     ConfigError,
     DatasetConfig,
     EvalConfig,
     ModelConfig,
+    PretrainedConfig,
     ReportConfig,
     SchemeConfig,
     TrainConfig,
@@ -20,7 +22,10 @@ from .config import (
 
 BASES = ("target", "retrain")
 UNLEARN_SHARED_KEYS = ("epochs", "batch_size", "npo_beta", "loss_variant", "weight_decay", "max_grad_norm",
-                       "sure_percentile", "sure_level")
+                       "sure_percentile", "sure_level", *("optimizer", "reference_device", "gradient_checkpointing"))
+# Memory settings (README "Real scale"): part of a job's slice only when set to a non-default value,
+# so configs that do not use them keep their params (and finished jobs) unchanged.
+UNLEARN_MEMORY_DEFAULTS = {"optimizer": "adamw", "reference_device": "same", "gradient_checkpointing": False}
 
 
 def fmt_num(x: float) -> str:
@@ -56,6 +61,7 @@ def check_config(config: dict) -> None:
             if m not in methods:
                 raise ConfigError(f"datasets.{name}.methods: {m!r} is not configured under unlearn.methods")
     from_dict(ModelConfig, config.get("model"), "model")
+    from_dict(ComputeConfig, config.get("compute"), "compute")
     from_dict(TrainConfig, config.get("train"), "train")
     from_dict(EvalConfig, config.get("evaluate"), "evaluate")
     report = from_dict(ReportConfig, config.get("report"), "report")
@@ -79,6 +85,17 @@ def dataset_owner(config: dict, dataset: str) -> str:
     """The dataset whose data and trained weights ``dataset`` uses (itself unless source: reuse)."""
     ds = config["datasets"][dataset]
     return ds["reuse"] if ds.get("source", "synthetic") == "reuse" else dataset
+
+
+def pretrained_base(config: dict, dataset: str, base: str) -> dict | None:
+    """{hub_id|path, revision, dtype, trust_remote_code} when ``base`` of ``dataset`` (its owner's)
+    is taken as published (datasets.<name>.pretrained.<base>), else None: the base is trained."""
+    owner = dataset_owner(config, dataset)
+    pre = config["datasets"][owner].get("pretrained") or {}
+    if not pre.get(base):
+        return None
+    cfg = to_dict(from_dict(PretrainedConfig, pre, f"datasets.{owner}.pretrained"))
+    return {**cfg[base], "dtype": cfg["dtype"], "trust_remote_code": cfg["trust_remote_code"]}
 
 
 def owned_datasets(config: dict) -> list[str]:
@@ -111,6 +128,9 @@ def unlearn_slice(config: dict, job: UnlearnJob) -> dict:
     resolved = to_dict(from_dict(UnlearnConfig, raw, where))
     if not is_saliency_method(job.method):  # SURE settings are not part of other methods' jobs
         resolved = {k: v for k, v in resolved.items() if not k.startswith("sure_")}
+    for k, default in UNLEARN_MEMORY_DEFAULTS.items():
+        if resolved.get(k) == default:
+            del resolved[k]
     return resolved
 
 

@@ -57,7 +57,10 @@ def data_dir(dataset):
 
 
 def trained_dir(dataset, base):
-    return f"{RESULTS}/{plan.dataset_owner(config, dataset)}/models/trained/{base}"
+    owner = plan.dataset_owner(config, dataset)
+    if plan.pretrained_base(config, dataset, base):  # taken as published: fetch_model, not train_base
+        return f"{RESULTS}/{owner}/models/pretrained/{base}"
+    return f"{RESULTS}/{owner}/models/trained/{base}"
 
 
 def model_dir(dataset, model_id):

@@ -7,6 +7,7 @@ rule aggregate:
         figures=[f"{RESULTS}/figures/{f}" for f in FIGURES],
     params:
         report=as_json(plan.stage_slice(config, "report", ReportConfig)),
+    localrule: True  # tables and figures from small JSON files
     log:
         "logs/aggregate.log",
     benchmark:

@@ -13,7 +13,7 @@ rule unlearn:
         seed=SEED,
     threads: THREADS
     resources:
-        mem_mb=4000,
+        **job_resources("unlearn"),
     log:
         "logs/unlearn/{dataset}/{method}/alpha~{alpha}/lr~{lr}.log",
     benchmark:
