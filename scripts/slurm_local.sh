@@ -7,7 +7,10 @@
 #   source "$QUNLEARN_SLURM_DIR/env.sh"  # point sbatch/squeue/scontrol (and Snakemake) at it
 #
 # Everything (configs, munge key and socket, pid files, logs, spool, state) lives under one
-# directory, $QUNLEARN_SLURM_DIR (default /tmp/qunlearn-slurm); nothing under /etc is written.
+# directory, $QUNLEARN_SLURM_DIR (default /tmp/qunlearn-slurm). One exception: Snakemake's jobstep
+# plugin strips every SLURM_* variable (SLURM_CONF too) before the `srun` it runs inside each job,
+# so that srun looks for the default /etc/slurm/slurm.conf: `start` makes it a symlink to ours when
+# no such file exists, and `stop` removes it only if it is still that symlink.
 # Partitions: `cpu` (default) and `gpu`, both on this node; the node advertises one fake GPU
 # (GRES gpu:1 backed by a character device made with mknod), so a job that asks for a GPU on the
 # gpu partition is scheduled and sees CUDA_VISIBLE_DEVICES=0, while no CUDA code can use it.
@@ -91,9 +94,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1000
 ReturnToService=2
-# Finished jobs stay visible to squeue for 300 s: Snakemake's squeue status command needs
-# MinJobAge >= 3 x slurm-init-seconds-before-status-checks (no slurmdbd, so no sacct here).
-MinJobAge=300
+# Finished jobs stay visible to squeue/scontrol for an hour (the test reads them after the run);
+# Snakemake's squeue status command needs MinJobAge >= 3 x slurm-init-seconds-before-status-checks.
+MinJobAge=3600
 GresTypes=gpu
 $node_line Gres=gpu:1 State=UNKNOWN
 PartitionName=cpu Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
@@ -132,6 +135,12 @@ start() {
   chmod 711 "$DIR/munge"  # clients (any user) reach the socket
   write_configs
   export SLURM_CONF="$DIR/slurm.conf"
+  mkdir -p /etc/slurm
+  if [ ! -e /etc/slurm/slurm.conf ] && [ ! -L /etc/slurm/slurm.conf ]; then
+    ln -s "$DIR/slurm.conf" /etc/slurm/slurm.conf
+  elif [ "$(readlink /etc/slurm/slurm.conf || true)" != "$DIR/slurm.conf" ]; then
+    echo "warning: /etc/slurm/slurm.conf exists and is not ours: srun inside Snakemake jobs will use it" >&2
+  fi
   slurmctld -f "$SLURM_CONF" -i
   slurmd -f "$SLURM_CONF"
   local i
@@ -152,6 +161,9 @@ stop() {
   stop_pidfile slurmd "$DIR/slurmd.pid"
   stop_pidfile slurmctld "$DIR/slurmctld.pid"
   stop_pidfile munged "$DIR/munge/munged.pid"
+  if [ "$(readlink /etc/slurm/slurm.conf 2>/dev/null || true)" = "$DIR/slurm.conf" ]; then
+    rm -f /etc/slurm/slurm.conf
+  fi
 }
 
 case "$CMD" in

@@ -56,6 +56,11 @@ def load_split(cfg: MuseConfig, config: str, split: str, where: str = "muse") ->
     source = source_of(cfg)
     try:
         ds = datasets.load_dataset(source, config, split=split, revision=cfg.revision, cache_dir=cfg.cache_dir)
+    except datasets.exceptions.DatasetGenerationError as err:  # a data file does not fit the schema
+        cause = err.__cause__ or err
+        raise muse_format.DataFormatError(
+            f"{source} {config}/{split}: the data files do not follow the MUSE schema "
+            f"(fields {list(fields)}): {type(cause).__name__}: {str(cause)[:500]}") from None
     except (ConnectionError, OSError, FileNotFoundError, ValueError) as err:
         if cfg.local_dir:
             raise MuseUnavailableError(
