@@ -3,6 +3,7 @@
 #
 #   bash scripts/slurm_local.sh start    # install if missing, configure, start munged/slurmctld/slurmd
 #   bash scripts/slurm_local.sh status   # sinfo of the running cluster
+#   bash scripts/slurm_local.sh running  # exit 0 when its three daemons are alive (pid files)
 #   bash scripts/slurm_local.sh stop     # stop the daemons this script started (by their pid files)
 #   source "$QUNLEARN_SLURM_DIR/env.sh"  # point sbatch/squeue/scontrol (and Snakemake) at it
 #
@@ -170,5 +171,6 @@ case "$CMD" in
   start) start ;;
   stop) stop ;;
   status) export SLURM_CONF="$DIR/slurm.conf"; timeout -s KILL 10 sinfo ;;
-  *) die "usage: $0 start|stop|status   (state dir: \$QUNLEARN_SLURM_DIR, default /tmp/qunlearn-slurm)" ;;
+  running) pid_alive "$DIR/slurmctld.pid" && pid_alive "$DIR/slurmd.pid" && pid_alive "$DIR/munge/munged.pid" ;;
+  *) die "usage: $0 start|stop|status|running   (state dir: \$QUNLEARN_SLURM_DIR, default /tmp/qunlearn-slurm)" ;;
 esac

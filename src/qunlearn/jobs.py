@@ -24,7 +24,7 @@ def job_logging(log_path: str | None):
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
-        logging.info("job environment: %s", job_environment())
+        logging.info("job environment: %s", json.dumps(job_environment(), sort_keys=True))
         try:
             yield
         except BaseException:

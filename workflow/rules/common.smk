@@ -2,6 +2,7 @@
 #
 #   results/{dataset}/data/                                         MUSE-format splits + tokenizer
 #   results/{dataset}/models/trained/{base}/                        base = target | retrain, as trained
+#   results/{dataset}/models/pretrained/{base}/                     or taken as published (fetch_model)
 #   results/{dataset}/models/{base}/                                as released (optionally grid-snapped)
 #   results/{dataset}/models/unlearn/{method}/alpha~{alpha}/lr~{lr}/
 #   results/{dataset}/eval/{model_id}/{scheme}.json                 model_id = target | retrain |
