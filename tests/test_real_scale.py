@@ -169,3 +169,12 @@ def test_offloaded_reference_gives_the_same_logits_and_is_frozen():
     if torch.cuda.device_count() < 2:
         with pytest.raises(RuntimeError, match="cuda:1 requested"):
             frozen_reference(model, "cuda:1")
+
+
+def test_a_reuse_dataset_cannot_declare_its_own_bases():
+    from qunlearn.config import ConfigError
+
+    cfg = load("config.yaml")
+    cfg["datasets"]["synth_plain"]["pretrained"] = {"target": {"path": "/m"}}
+    with pytest.raises(ConfigError, match="datasets.synth_plain.pretrained: a reuse dataset"):
+        plan.check_config(cfg)

@@ -57,6 +57,9 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"datasets.{name}.reuse: no dataset named {cfg.reuse!r}")
             if datasets[cfg.reuse].get("source", "synthetic") == "reuse":
                 raise ConfigError(f"datasets.{name}.reuse: {cfg.reuse!r} itself reuses another dataset")
+            if cfg.pretrained is not None:
+                raise ConfigError(f"datasets.{name}.pretrained: a reuse dataset takes the models of "
+                                  f"{cfg.reuse!r}; configure pretrained there")
         for m in ds.get("methods") or []:
             if m not in methods:
                 raise ConfigError(f"datasets.{name}.methods: {m!r} is not configured under unlearn.methods")
