@@ -28,6 +28,7 @@ CONFIG = ROOT / os.environ.get("QUNLEARN_SLURM_TEST_CONFIG", "configs/slurm-smok
 GPU_RULES = {"train_base", "unlearn", "evaluate"}
 LOCAL_RULES = {"prepare_data", "aggregate", "paper", "all"}
 GROUP_SIZE = 6  # profiles/slurm: group-components evals=6
+KILL_AFTER = int(os.environ.get("QUNLEARN_SLURM_TEST_TIMEOUT", "1500"))  # seconds, then SIGKILL
 
 
 def slurm_env():
@@ -63,9 +64,9 @@ def slurm_run(tmp_path_factory):
         pytest.skip(f"no SLURM cluster at {SLURM_DIR} (start one with `bash scripts/slurm_local.sh start`"
                     f" as root; .ci/run does)")
     workdir = tmp_path_factory.mktemp("slurm")
-    cmd = ["timeout", "-s", "KILL", "1500", sys.executable, "-m", "snakemake", "--profile", "profiles/slurm",
+    cmd = ["timeout", "-s", "KILL", str(KILL_AFTER), sys.executable, "-m", "snakemake", "--profile", "profiles/slurm",
            "--configfile", str(CONFIG), "--directory", str(workdir), "--snakefile", str(ROOT / "Snakefile")]
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1600)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=KILL_AFTER + 100)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in (workdir / "logs").rglob("*.log"))
