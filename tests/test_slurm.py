@@ -69,6 +69,9 @@ def slurm_run(tmp_path_factory):
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=KILL_AFTER + 100)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:
+        started = re.search(r"SLURM run ID: (\S+)", out)
+        if started:  # a killed Snakemake leaves its submitted jobs behind: cancel them
+            subprocess.run(["timeout", "-s", "KILL", "30", "scancel", "--name", started.group(1)], env=env)
         logs = "\n".join(f"== {p}\n{p.read_text()[-2000:]}" for p in (workdir / "logs").rglob("*.log"))
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{out[-6000:]}\n{logs[-10000:]}")
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
