@@ -178,3 +178,14 @@ def test_a_reuse_dataset_cannot_declare_its_own_bases():
     cfg["datasets"]["synth_plain"]["pretrained"] = {"target": {"path": "/m"}}
     with pytest.raises(ConfigError, match="datasets.synth_plain.pretrained: a reuse dataset"):
         plan.check_config(cfg)
+
+
+def test_load_model_keeps_the_stored_dtype(tmp_path):
+    """Our tiny float32 checkpoints stay float32 (the default path is unchanged); bf16 stays bf16."""
+    from qunlearn.models import load_model
+
+    model = _tiny_model()
+    model.save_pretrained(str(tmp_path / "fp32"), safe_serialization=True)
+    model.to(torch.bfloat16).save_pretrained(str(tmp_path / "bf16"), safe_serialization=True)
+    assert next(load_model(tmp_path / "fp32", device=torch.device("cpu")).parameters()).dtype == torch.float32
+    assert next(load_model(tmp_path / "bf16", device=torch.device("cpu")).parameters()).dtype == torch.bfloat16
