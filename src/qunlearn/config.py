@@ -129,6 +129,10 @@ class SyntheticCorpusConfig:
 @dataclass
 class TokenizerConfig:
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
+    # A published tokenizer instead (hub id or local directory), e.g. the Llama-2 tokenizer of the
+    # MUSE targets; saved into data/tokenizer with pad = eos. null = train the BPE above.
+    pretrained: Optional[str] = None
+    revision: Optional[str] = None
 
 
 @dataclass
@@ -151,9 +155,52 @@ class ReleaseConfig:
 
 
 @dataclass
+class MuseConfig:
+    """The MUSE benchmark read with ``datasets.load_dataset`` (see data/muse.py)."""
+
+    hub_id: str = "muse-bench/MUSE-News"  # or muse-bench/MUSE-Books
+    revision: Optional[str] = None
+    # A local copy instead of the hub: a directory holding <config>/<split>.json[l] (or .parquet)
+    # files in the hub schema, read through the same load_dataset code path.
+    local_dir: Optional[str] = None
+    cache_dir: Optional[str] = None  # datasets cache (default: HF_DATASETS_CACHE / ~/.cache)
+    max_items: Optional[int] = None  # keep only the first N records of every split (smoke tests)
+
+
+@dataclass
+class PretrainedModelConfig:
+    """One base model taken as published: a hub id (+ revision) or a local directory."""
+
+    hub_id: Optional[str] = None
+    path: Optional[str] = None
+    revision: Optional[str] = None
+
+    def validate(self, where: str) -> None:
+        if (self.hub_id is None) == (self.path is None):
+            raise ConfigError(f"{where}: give exactly one of hub_id or path")
+
+
+@dataclass
+class PretrainedConfig:
+    """Bases (target, retrain) taken from the hub or a local path instead of being trained."""
+
+    target: Optional[PretrainedModelConfig] = None
+    retrain: Optional[PretrainedModelConfig] = None
+    dtype: str = "bfloat16"  # weights as stored in results/ and used by unlearn/evaluate
+    trust_remote_code: bool = False  # never on unless set here explicitly
+    n_params: float = 6.74e9  # model size, used only to size cluster resources (resources.py)
+
+    def validate(self, where: str) -> None:
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"{where}.dtype: {self.dtype!r} unknown; use float32, bfloat16 or float16")
+
+
+@dataclass
 class DatasetConfig:
-    source: str = "synthetic"  # synthetic | reuse
+    source: str = "synthetic"  # synthetic | muse | reuse
     synthetic: SyntheticCorpusConfig = field(default_factory=SyntheticCorpusConfig)
+    muse: Optional[MuseConfig] = None  # source: muse
+    pretrained: Optional[PretrainedConfig] = None  # bases not trained here (null = train both)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     reuse: Optional[str] = None  # source: reuse -> name of the dataset whose data + training we share
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
@@ -161,8 +208,10 @@ class DatasetConfig:
     schemes: Optional[list[str]] = None  # quantization schemes evaluated on this dataset (null = all)
 
     def validate(self, where: str) -> None:
-        if self.source not in ("synthetic", "reuse"):
-            raise ConfigError(f"{where}.source: unknown source {self.source!r}; known: synthetic, reuse")
+        if self.source not in ("synthetic", "muse", "reuse"):
+            raise ConfigError(f"{where}.source: unknown source {self.source!r}; known: synthetic, muse, reuse")
+        if self.source == "muse" and self.muse is None:
+            raise ConfigError(f"{where}.muse: source 'muse' needs a muse section (hub_id, local_dir)")
         if self.source == "reuse" and not self.reuse:
             raise ConfigError(f"{where}.reuse: source 'reuse' needs the name of another dataset")
 
@@ -209,6 +258,11 @@ class UnlearnConfig:
     max_grad_norm: Optional[float] = None
     sure_percentile: float = 90.0  # SURE methods: keep rows at or above this saliency percentile
     sure_level: str = "row"  # row | module
+    # Memory (README "Real scale"): optimizer adamw | adamw_8bit (bitsandbytes) | adafactor;
+    # where the frozen reference of NPO/KL lives: same (the model's device), cpu, or cuda:N.
+    optimizer: str = "adamw"
+    reference_device: str = "same"
+    gradient_checkpointing: bool = False
 
     def validate(self, where: str) -> None:
         if self.sure_level not in ("row", "module"):
@@ -221,6 +275,10 @@ class UnlearnConfig:
             )
         if self.lr <= 0:
             raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
+        if self.optimizer not in ("adamw", "adamw_8bit", "adafactor"):
+            raise ConfigError(f"{where}.optimizer: {self.optimizer!r} unknown; use adamw, adamw_8bit or adafactor")
+        if not (self.reference_device in ("same", "cpu") or self.reference_device.startswith("cuda:")):
+            raise ConfigError(f"{where}.reference_device: {self.reference_device!r}; use same, cpu or cuda:N")
 
 
 # Each quantizer's settings and their defaults: the one place a scheme's defaults are visible.
@@ -440,3 +498,12 @@ class SweepsConfig:
     lr: Optional[LrSweepConfig] = None
     epochs: Optional[EpochSweepConfig] = None
     loss_variant: Optional[LossVariantSweepConfig] = None
+
+
+@dataclass
+class ComputeConfig:
+    """Cluster sizing (resources.py): what a GPU job may use. Not read by any computation."""
+
+    gpu_mem_gb: float = 80.0  # memory of one GPU of the target partition
+    max_gpus: int = 2  # at most this many GPUs per job (e.g. the NPO/KL reference on a second one)
+    runtime_scale: float = 1.0  # multiply every estimated runtime (slower GPUs, bigger data)

@@ -24,6 +24,7 @@ def job_logging(log_path: str | None):
         root = logging.getLogger()
         root.addHandler(handler)
         root.setLevel(logging.INFO)
+        logging.info("job environment: %s", json.dumps(job_environment(), sort_keys=True))
         try:
             yield
         except BaseException:
@@ -34,6 +35,15 @@ def job_logging(log_path: str | None):
         finally:
             root.removeHandler(handler)
             sys.stderr = old_err
+
+
+def job_environment() -> dict:
+    """Where this job runs: host, SLURM job/partition (empty outside SLURM) and the visible GPUs."""
+    import os
+    import socket
+
+    keys = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES")
+    return {"host": socket.gethostname(), **{k: os.environ.get(k, "") for k in keys}}
 
 
 def param(smk, name: str):

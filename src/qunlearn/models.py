@@ -38,9 +38,12 @@ def build_tiny_llama(cfg: ModelConfig, tokenizer, seed: int):
     return LlamaForCausalLM(config)
 
 
-def load_model(path: str | Path, device: torch.device | None = None, dtype=torch.float32,
+def load_model(path: str | Path, device: torch.device | None = None, dtype="auto",
                trust_remote_code: bool = False):
-    """Load a causal LM from a directory written by ``save_pretrained`` (safetensors required)."""
+    """Load a causal LM from a directory written by ``save_pretrained`` (safetensors required).
+
+    ``dtype="auto"``: as stored (our tiny models are float32; published bases are fetched in the
+    configured dtype, e.g. bfloat16, and stay in it through unlearning and evaluation)."""
     from transformers import AutoModelForCausalLM
 
     path = Path(path)

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 
 from .config import (
     AlphaSelectionConfig,
+    ComputeConfig,
     ConfigError,
     DatasetConfig,
     EvalConfig,
     MethodConfig,
     ModelConfig,
+    PretrainedConfig,
     ReportConfig,
     SchemeConfig,
     SweepsConfig,
@@ -23,7 +25,11 @@ from .config import (
 
 BASES = ("target", "retrain")
 SELECTED = "selected"  # alpha of an arm whose alpha comes from the selection rule
-UNLEARN_SHARED_KEYS = ("batch_size", "npo_beta", "weight_decay", "max_grad_norm", "sure_percentile", "sure_level")
+UNLEARN_SHARED_KEYS = ("batch_size", "npo_beta", "weight_decay", "max_grad_norm", "sure_percentile", "sure_level",
+                       *("optimizer", "reference_device", "gradient_checkpointing"))
+# Memory settings (README "Real scale"): part of a job's slice only when set to a non-default value,
+# so configs that do not use them keep their params (and finished jobs) unchanged.
+UNLEARN_MEMORY_DEFAULTS = {"optimizer": "adamw", "reference_device": "same", "gradient_checkpointing": False}
 STUDIES = ("alpha_grid", "lr", "epochs", "loss_variant")
 
 
@@ -61,6 +67,9 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"datasets.{name}.reuse: no dataset named {cfg.reuse!r}")
             if datasets[cfg.reuse].get("source", "synthetic") == "reuse":
                 raise ConfigError(f"datasets.{name}.reuse: {cfg.reuse!r} itself reuses another dataset")
+            if cfg.pretrained is not None:
+                raise ConfigError(f"datasets.{name}.pretrained: a reuse dataset takes the models of "
+                                  f"{cfg.reuse!r}; configure pretrained there")
         for m in ds.get("methods") or []:
             if m not in methods:
                 raise ConfigError(f"datasets.{name}.methods: {m!r} is not configured under unlearn.methods")
@@ -68,6 +77,7 @@ def check_config(config: dict) -> None:
             if s not in schemes:
                 raise ConfigError(f"datasets.{name}.schemes: {s!r} is not a scheme under quantize.schemes")
     from_dict(ModelConfig, config.get("model"), "model")
+    from_dict(ComputeConfig, config.get("compute"), "compute")
     from_dict(TrainConfig, config.get("train"), "train")
     from_dict(EvalConfig, config.get("evaluate"), "evaluate")
     report = from_dict(ReportConfig, config.get("report"), "report")
@@ -121,6 +131,17 @@ def dataset_owner(config: dict, dataset: str) -> str:
     """The dataset whose data and trained weights ``dataset`` uses (itself unless source: reuse)."""
     ds = config["datasets"][dataset]
     return ds["reuse"] if ds.get("source", "synthetic") == "reuse" else dataset
+
+
+def pretrained_base(config: dict, dataset: str, base: str) -> dict | None:
+    """{hub_id|path, revision, dtype, trust_remote_code} when ``base`` of ``dataset`` (its owner's)
+    is taken as published (datasets.<name>.pretrained.<base>), else None: the base is trained."""
+    owner = dataset_owner(config, dataset)
+    pre = config["datasets"][owner].get("pretrained") or {}
+    if not pre.get(base):
+        return None
+    cfg = to_dict(from_dict(PretrainedConfig, pre, f"datasets.{owner}.pretrained"))
+    return {**cfg[base], "dtype": cfg["dtype"], "trust_remote_code": cfg["trust_remote_code"]}
 
 
 def owned_datasets(config: dict) -> list[str]:
@@ -287,6 +308,9 @@ def unlearn_slice(config: dict, arm: Arm) -> dict:
     resolved = to_dict(from_dict(UnlearnConfig, raw, f"unlearn.methods.{arm.method}"))
     if not is_saliency_method(arm.method):  # SURE settings are not part of other methods' jobs
         resolved = {k: v for k, v in resolved.items() if not k.startswith("sure_")}
+    for k, default in UNLEARN_MEMORY_DEFAULTS.items():
+        if resolved.get(k) == default:
+            del resolved[k]
     if arm.alpha == SELECTED:
         del resolved["alpha"]
     return resolved

@@ -119,3 +119,11 @@ def atomic_dir(final: str | Path):
 def read_json(path: str | Path):
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def link_or_copy(src: str | Path, dst: str | Path) -> None:
+    """Hard-link ``src`` to ``dst`` (outputs are never modified in place), copy across filesystems."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

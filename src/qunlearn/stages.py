@@ -4,7 +4,6 @@ its own config slice as a plain dict, writes its output atomically and puts ``me
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -32,15 +31,28 @@ def prepare_data(dataset: dict, out_dir: str | Path, name: str = "dataset") -> d
 
     started = time.time()
     cfg = from_dict(DatasetConfig, dataset, f"datasets.{name}")
-    if cfg.source != "synthetic":
-        raise ValueError(f"datasets.{name}.source: prepare_data handles 'synthetic', got {cfg.source!r}")
+    if cfg.source not in ("synthetic", "muse"):
+        raise ValueError(f"datasets.{name}.source: prepare_data handles 'synthetic' and 'muse', got {cfg.source!r}")
     with runtime.atomic_dir(out_dir) as tmp:
-        counts = write_corpus(cfg.synthetic, tmp)
-        texts = [t for s in ("forget", "retain1", "retain2", "holdout")
-                 for t in muse_format.read_texts(tmp, "raw", s)]
-        tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, tmp / "tokenizer")
-        meta = runtime.build_meta("prepare_data", {"synthetic": to_dict(cfg.synthetic),
-                                                   "tokenizer": to_dict(cfg.tokenizer)},
+        if cfg.source == "muse":  # the benchmark itself (hub or local copy), data/muse.py
+            from .data.muse import write_muse
+
+            counts = write_muse(cfg.muse, tmp, f"datasets.{name}.muse")
+            source_cfg = {"muse": to_dict(cfg.muse)}
+        else:
+            counts = write_corpus(cfg.synthetic, tmp)
+            source_cfg = {"synthetic": to_dict(cfg.synthetic)}
+        if cfg.tokenizer.pretrained:  # a published tokenizer (MUSE: the targets' Llama-2 one, pad = eos)
+            from .hub import load_pretrained_tokenizer
+
+            tok = load_pretrained_tokenizer(cfg.tokenizer.pretrained, cfg.tokenizer.revision,
+                                            where=f"datasets.{name}.tokenizer")
+            tok.save_pretrained(str(tmp / "tokenizer"))
+        else:
+            texts = [t for s in ("forget", "retain1", "retain2", "holdout")
+                     for t in muse_format.read_texts(tmp, "raw", s)]
+            tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, tmp / "tokenizer")
+        meta = runtime.build_meta("prepare_data", {**source_cfg, "tokenizer": to_dict(cfg.tokenizer)},
                                   cfg.synthetic.seed, {}, started,
                                   {"counts": counts, "vocab_size": len(tok)})
         runtime.write_json_atomic(tmp / "meta.json", meta)
@@ -99,7 +111,7 @@ def release(trained_dir: str | Path, out_dir: str | Path, release_cfg: dict | No
         if cfg.snap_bits is None:
             for f in Path(trained_dir).iterdir():
                 if f.name != "meta.json":
-                    shutil.copy2(f, tmp / f.name)
+                    runtime.link_or_copy(f, tmp / f.name)  # a hard link: no second copy of 7B weights
             snapped: list[str] = []
         else:
             import torch

@@ -2,6 +2,7 @@
 #
 #   results/{dataset}/data/                                         MUSE-format splits + tokenizer
 #   results/{dataset}/models/trained/{base}/                        base = target | retrain, as trained
+#   results/{dataset}/models/pretrained/{base}/                     or taken as published (fetch_model)
 #   results/{dataset}/models/{base}/                                as released (optionally grid-snapped)
 #   results/{dataset}/models/unlearn/{method}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}/
 #                                                                   alpha = a number | selected
@@ -68,7 +69,10 @@ def data_dir(dataset):
 
 
 def trained_dir(dataset, base):
-    return f"{RESULTS}/{plan.dataset_owner(config, dataset)}/models/trained/{base}"
+    owner = plan.dataset_owner(config, dataset)
+    if plan.pretrained_base(config, dataset, base):  # taken as published: fetch_model, not train_base
+        return f"{RESULTS}/{owner}/models/pretrained/{base}"
+    return f"{RESULTS}/{owner}/models/trained/{base}"
 
 
 def model_dir(dataset, model_id):

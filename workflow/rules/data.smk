@@ -3,7 +3,10 @@ rule prepare_data:
     output:
         directory(f"{RESULTS}/{{dataset}}/data"),
     params:
-        dataset=lambda w: as_json(config["datasets"][w.dataset]),
+        dataset=lambda w: as_json(
+            {k: v for k, v in config["datasets"][w.dataset].items() if k != "pretrained"}
+        ),
+    localrule: True  # cheap (synthetic) or a small download (MUSE: where the network is)
     log:
         "logs/prepare_data/{dataset}.log",
     benchmark:

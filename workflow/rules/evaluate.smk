@@ -18,7 +18,7 @@ rule evaluate:
         seed=SEED,
     threads: THREADS
     resources:
-        mem_mb=2000,
+        **job_resources("evaluate"),
     log:
         "logs/evaluate/{dataset}/{model_id}/{scheme}.log",
     benchmark:

@@ -13,7 +13,7 @@ rule quantize:
         scheme=_alt([s for s in config["quantize"]["schemes"] if plan.is_calibrated(config, s)]),
     threads: THREADS
     resources:
-        mem_mb=4000,
+        **job_resources("quantize"),
     log:
         "logs/quantize/{dataset}/{model_id}/{scheme}.log",
     benchmark:

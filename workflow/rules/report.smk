@@ -10,6 +10,7 @@ rule aggregate:
         selections=as_json(selection_map()),
         headline=as_json(plan.headline_ids(config)),
         studies=as_json(plan.studies_for_report(config)),
+    localrule: True  # tables from small JSON files
     log:
         "logs/aggregate.log",
     benchmark:

@@ -11,7 +11,7 @@ rule train_base:
         seed=SEED,
     threads: THREADS
     resources:
-        mem_mb=4000,
+        **job_resources("train_base"),
     log:
         "logs/train_base/{dataset}/{base}.log",
     benchmark:

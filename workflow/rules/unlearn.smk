@@ -10,7 +10,7 @@ rule unlearn:
         seed=SEED,
     threads: THREADS
     resources:
-        mem_mb=4000,
+        **job_resources("unlearn"),
     log:
         f"logs/unlearn/{{dataset}}/{ARM}.log",
     benchmark:

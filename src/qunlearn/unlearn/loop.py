@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 import logging
 
 import torch
 
 from ..batching import collate, encode_documents, epoch_batches, to_device
 from ..config import UnlearnConfig
+from ..memory import enable_gradient_checkpointing, frozen_reference, make_optimizer
 from .registry import get_method
 from .sure import apply_masks
 
@@ -43,14 +43,14 @@ def unlearn(model, tokenizer, forget_texts: list[str], retain_texts: list[str], 
     device = next(model.parameters()).device
     ref_model = None
     if method.needs_reference:
-        ref_model = copy.deepcopy(model).eval()
-        for p in ref_model.parameters():
-            p.requires_grad_(False)
+        ref_model = frozen_reference(model, cfg.reference_device)
+    if cfg.gradient_checkpointing:
+        enable_gradient_checkpointing(model)
     forget = encode_documents(tokenizer, forget_texts, max_length)
     retain = encode_documents(tokenizer, retain_texts, max_length) if method.needs_retain else []
     gen = torch.Generator().manual_seed(seed)
     retain_cycle = _Cycle(len(retain), cfg.batch_size, gen) if retain else None
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt = make_optimizer(model.parameters(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     history = {"epochs": [], "steps": 0, "n_forget_chunks": len(forget), "n_retain_chunks": len(retain)}
     pad = tokenizer.pad_token_id
     model.train()

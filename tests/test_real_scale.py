@@ -1,0 +1,203 @@
+"""Real-scale planning without a GPU: the MUSE configs validate and plan the paper grid, published
+bases replace training in the DAG, GPU rules carry resources sized by the model, the memory
+options of unlearning work."""
+
+import copy
+import re
+
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT
+from qunlearn import plan, resources
+from qunlearn.config import ModelConfig
+from test_workflow import planned_jobs, snakemake
+
+MUSE_CONFIGS = ["configs/muse-news.yaml", "configs/muse-books.yaml"]
+
+
+def load(path):
+    with open(ROOT / path) as fh:
+        return yaml.safe_load(fh)
+
+
+def expected_jobs(cfg: dict) -> dict:
+    """Job counts per rule, from the config alone: per method its alpha grid (two or more alphas,
+    evaluated at the selection's schemes) and its headline arm (every scheme); GPTQ/AWQ checkpoints
+    for every model evaluated with them; one weight analysis per headline arm (no sweeps here)."""
+    assert not cfg.get("sweeps")
+    owned = [d for d in cfg["datasets"] if plan.dataset_owner(cfg, d) == d]
+    fetched = sum(1 for d in owned for b in plan.BASES if plan.pretrained_base(cfg, d, b))
+    trained = len(owned) * len(plan.BASES) - fetched
+    schemes = cfg["quantize"]["schemes"]
+    calibrated = [s for s, v in schemes.items() if v["quantizer"] in ("gptq", "awq")]
+    n_sel_schemes = len(cfg["unlearn"]["alpha_selection"]["schemes"])
+    methods = {d: [m for m in cfg["unlearn"]["methods"] if m in plan.dataset_methods(cfg, d)] for d in cfg["datasets"]}
+    alphas = {m: v.get("alphas") or [] for m, v in cfg["unlearn"]["methods"].items()}  # none: SURE, objective's
+    n_grid = sum(len(alphas[m]) for d in owned for m in methods[d] if len(alphas[m]) > 1)
+    n_head = sum(len(ms) for ms in methods.values())
+    n_models = len(plan.BASES) * len(cfg["datasets"]) + n_head
+    jobs = {"prepare_data": len(owned), "fetch_model": fetched, "train_base": trained,
+            "release": len(plan.BASES) * len(cfg["datasets"]),
+            "select_alpha": sum(1 for d in owned for m in methods[d] if alphas[m]),
+            "unlearn": n_grid + n_head, "quantize": n_models * len(calibrated),
+            "evaluate": n_models * len(schemes) + n_grid * n_sel_schemes, "analysis": n_head,
+            "aggregate": 1, "figures": 1, "aggregate_quant": 1, "paper_numbers": 1, "paper_includes": 1,
+            "paper_assets": 1, "paper_quant": 1, "all": 1}
+    jobs = {k: v for k, v in jobs.items() if v}
+    jobs["total"] = sum(jobs.values())
+    return jobs
+
+
+@pytest.mark.parametrize("path", MUSE_CONFIGS)
+def test_muse_config_plans_the_paper_grid(path):
+    cfg = load(path)
+    plan.check_config(cfg)
+    jobs = planned_jobs("--configfile", path)
+    assert jobs == expected_jobs(cfg)
+    assert "train_base" not in jobs and jobs["fetch_model"] == 2  # both bases from the hub
+
+
+def test_paper_settings_in_the_muse_configs():
+    news, books = load(MUSE_CONFIGS[0]), load(MUSE_CONFIGS[1])
+    assert news["unlearn"]["epochs"] == 10 and books["unlearn"]["epochs"] == 5
+    for cfg in (news, books):
+        u = cfg["unlearn"]
+        assert u["lr"] == 1e-5 and u["npo_beta"] == 0.1 and u["optimizer"] == "adamw"
+        assert cfg["model"]["max_length"] == 2048
+        (ds,) = cfg["datasets"].values()
+        assert ds["pretrained"]["dtype"] == "bfloat16" and ds["pretrained"]["trust_remote_code"] is False
+        for m in ("ga_gdr", "ga_klr", "npo_gdr", "npo_klr"):
+            assert u["methods"][m]["alphas"] == [2, 5, 10, 100, 300]
+
+
+def test_one_published_base_drops_only_its_training(tmp_path):
+    cfg = load("configs/ci.yaml")
+    del cfg["sweeps"]  # expected_jobs counts grids and headline arms
+    cfg["datasets"]["synth"]["pretrained"] = {"target": {"path": "/models/target"}, "n_params": 1.0e+6}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs("--configfile", str(path))
+    assert jobs == expected_jobs(cfg)
+    assert jobs["train_base"] == 1 and jobs["fetch_model"] == 1
+    out = snakemake("-n", "--forceall", "--configfile", str(path)).stdout
+    assert "output: results/synth/models/pretrained/target" in out
+    assert "output: results/synth/models/trained/retrain" in out
+    assert "results/synth/models/trained/target" not in out
+
+
+def test_gpu_rules_declare_resources():
+    """(That the cheap rules are local rules, i.e. never submitted, is checked on a real SLURM run
+    in tests/test_slurm.py.)"""
+    out = snakemake("-n", "--forceall", "--configfile", MUSE_CONFIGS[0]).stdout
+    blocks = re.findall(r"^(localrule|rule) (\w+):\n(.*?)(?=^\[|\Z)", out, re.M | re.S)
+    assert {name for _, name, _ in blocks} >= {"unlearn", "evaluate"}
+    for kind, name, body in blocks:
+        if name in ("unlearn", "evaluate"):
+            res = re.search(r"resources: (.*)", body).group(1)
+            assert re.search(r"\bgpu=[12]\b", res) and re.search(r"\bmem_mb=\d+", res), (name, res)
+            assert re.search(r"\bruntime=\d+", res), (name, res)
+
+
+def test_resources_scale_with_the_model():
+    news, books, ci = load(MUSE_CONFIGS[0]), load(MUSE_CONFIGS[1]), load("configs/ci.yaml")
+    tiny = resources.rule_resources(ci, "unlearn", "synth", "ga_gdr")
+    big = resources.rule_resources(news, "unlearn", "news", "ga_gdr")
+    assert tiny == {"gpu": 1, "mem_mb": 3000, "runtime": 30}
+    assert big["mem_mb"] > 2 * 13_480 and big["runtime"] > tiny["runtime"]  # host: >= 2 copies of 7B bf16
+    # NPO/KL need the frozen reference, configured on a second GPU
+    assert resources.rule_resources(news, "unlearn", "news", "npo_gdr")["gpu"] == 2
+    assert resources.rule_resources(news, "unlearn", "news", "ga_klr")["gpu"] == 2
+    # 10 epochs (NEWS) take longer than 5 (BOOKS); evaluation does not depend on epochs
+    assert big["runtime"] > resources.rule_resources(books, "unlearn", "books", "ga_gdr")["runtime"]
+    assert (resources.rule_resources(news, "evaluate", "news")
+            == resources.rule_resources(books, "evaluate", "books"))
+    slow = copy.deepcopy(news)
+    slow["compute"]["runtime_scale"] = 2.0
+    assert resources.rule_resources(slow, "unlearn", "news", "ga")["runtime"] >= 2 * big["runtime"] - 1
+    with pytest.raises(ValueError, match="not a GPU rule"):
+        resources.rule_resources(news, "aggregate", "news")
+
+
+def test_memory_plan_of_a_7b_model():
+    n = 6.74e9
+    p = resources.memory_plan(n, 2, "adamw", reference=True, reference_device="same", activations_gb=0)
+    assert p["weights"] == pytest.approx(13.48) and p["optimizer"] == pytest.approx(26.96)
+    assert p["main_device"] == pytest.approx(4 * 13.48 + 13.48)  # weights, grads, 2 moments, reference
+    moved = resources.memory_plan(n, 2, "adamw", reference=True, reference_device="cuda:1", activations_gb=0)
+    assert moved["main_device"] == pytest.approx(4 * 13.48) and moved["reference_device"] == pytest.approx(13.48)
+    small = resources.memory_plan(n, 2, "adamw_8bit", reference=True, reference_device="same", activations_gb=0)
+    assert small["optimizer"] == pytest.approx(13.48) and small["main_device"] < p["main_device"]
+    cpu = resources.memory_plan(n, 2, "adafactor", reference=True, reference_device="cpu", activations_gb=0)
+    assert cpu["main_device"] < 3 * 13.48 and cpu["host_ram"] >= 2 * 13.48
+
+
+class _Tok:
+    def __init__(self, n):
+        self.n, self.bos_token_id, self.eos_token_id, self.pad_token_id = n, 1, 2, 0
+
+    def __len__(self):
+        return self.n
+
+
+@pytest.mark.parametrize("tie", [False, True])
+def test_parameter_count_matches_the_built_model(tie):
+    from qunlearn.models import build_tiny_llama, count_parameters
+
+    model_cfg = {**load("config.yaml")["model"], "tie_word_embeddings": tie}
+    model = build_tiny_llama(ModelConfig(**model_cfg), _Tok(1081), seed=0)
+    assert resources.tiny_llama_params(model_cfg, 1081) == count_parameters(model)
+
+
+def _tiny_model():
+    from qunlearn.models import build_tiny_llama
+
+    return build_tiny_llama(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
+                                        max_length=32), _Tok(50), seed=0)
+
+
+@pytest.mark.parametrize("name", ["adamw", "adamw_8bit", "adafactor"])
+def test_each_optimizer_takes_a_step(name):
+    from qunlearn.memory import make_optimizer
+
+    model = _tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    opt = make_optimizer(model.parameters(), name, lr=1e-2, weight_decay=0.0)
+    ids = torch.randint(3, 50, (2, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_offloaded_reference_gives_the_same_logits_and_is_frozen():
+    from qunlearn.memory import OffloadedReference, frozen_reference
+
+    model = _tiny_model().eval()
+    ids = torch.randint(3, 50, (2, 8))
+    ref = OffloadedReference(frozen_reference(model, "cpu"), torch.device("cpu"), torch.device("cpu"))
+    assert torch.equal(ref(input_ids=ids, attention_mask=torch.ones_like(ids)).logits, model(input_ids=ids).logits)
+    assert not any(p.requires_grad for p in ref.parameters())
+    if torch.cuda.device_count() < 2:
+        with pytest.raises(RuntimeError, match="cuda:1 requested"):
+            frozen_reference(model, "cuda:1")
+
+
+def test_a_reuse_dataset_cannot_declare_its_own_bases():
+    from qunlearn.config import ConfigError
+
+    cfg = load("config.yaml")
+    cfg["datasets"]["synth_plain"]["pretrained"] = {"target": {"path": "/m"}}
+    with pytest.raises(ConfigError, match="datasets.synth_plain.pretrained: a reuse dataset"):
+        plan.check_config(cfg)
+
+
+def test_load_model_keeps_the_stored_dtype(tmp_path):
+    """Our tiny float32 checkpoints stay float32 (the default path is unchanged); bf16 stays bf16."""
+    from qunlearn.models import load_model
+
+    model = _tiny_model()
+    model.save_pretrained(str(tmp_path / "fp32"), safe_serialization=True)
+    model.to(torch.bfloat16).save_pretrained(str(tmp_path / "bf16"), safe_serialization=True)
+    assert next(load_model(tmp_path / "fp32", device=torch.device("cpu")).parameters()).dtype == torch.float32
+    assert next(load_model(tmp_path / "bf16", device=torch.device("cpu")).parameters()).dtype == torch.bfloat16
