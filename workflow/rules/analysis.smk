@@ -10,7 +10,7 @@ rule analysis:
         schemes=lambda w: as_json(
             {s: plan.scheme_slice(config, s) for s in plan.model_schemes(config, w.dataset, w.model_id)}
         ),
-        calibrated=lambda w: as_json(calibrated_schemes(w.dataset, w.model_id)),
+        calibrated=lambda w: as_json(sorted(calibrated_schemes(w.dataset, w.model_id))),  # order-free
     threads: THREADS
     resources:
         mem_mb=2000,
