@@ -21,12 +21,13 @@ import yaml
 
 from conftest import ROOT
 
+from qunlearn import resources
+
 pytestmark = pytest.mark.slurm
 
 SLURM_DIR = Path(os.environ.get("QUNLEARN_SLURM_DIR", "/tmp/qunlearn-slurm"))
 CONFIG = ROOT / os.environ.get("QUNLEARN_SLURM_TEST_CONFIG", "configs/slurm-smoke.yaml")
-GPU_RULES = {"train_base", "unlearn", "evaluate"}
-LOCAL_RULES = {"prepare_data", "aggregate", "paper", "all"}
+GPU_RULES = set(resources.GPU_RULES)  # train_base, unlearn, quantize, evaluate
 GROUP_SIZE = 6  # profiles/slurm: group-components evals=6
 KILL_AFTER = int(os.environ.get("QUNLEARN_SLURM_TEST_TIMEOUT", "1500"))  # seconds, then SIGKILL
 
@@ -77,7 +78,8 @@ def slurm_run(tmp_path_factory):
     run_id = re.search(r"SLURM run ID: (\S+)", out).group(1)
     table = out.split("Job stats:")[1].split("\n\n")[0]
     planned = {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
-    return {"workdir": workdir, "out": out, "jobs": scontrol_jobs(env, run_id), "planned": planned}
+    local = set(re.findall(r"^localrule (\w+):", out, re.M))  # what Snakemake itself ran locally
+    return {"workdir": workdir, "out": out, "jobs": scontrol_jobs(env, run_id), "planned": planned, "local": local}
 
 
 def test_run_finished_and_wrote_the_tables(slurm_run):
@@ -95,12 +97,14 @@ def test_every_non_local_rule_ran_as_a_slurm_job_in_its_partition(slurm_run):
         assert j["JobState"] == "COMPLETED", j
         by_rule[re.match(r"rule_(\w+?)(_wildcards_.*)?$", j["Comment"]).group(1)].append(j)
     n_eval = planned["evaluate"]
-    expected = {r: n for r, n in planned.items() if r not in LOCAL_RULES | {"total", "evaluate"}}
+    local = slurm_run["local"]
+    assert {"prepare_data", "aggregate", "all"} <= local and not local & GPU_RULES
+    expected = {r: n for r, n in planned.items() if r not in local | {"total", "evaluate"}}
     expected["evals_evaluate"] = math.ceil(n_eval / GROUP_SIZE)  # evaluations grouped per submission
     assert {r: len(js) for r, js in by_rule.items()} == expected
     for rule, js in by_rule.items():
         for j in js:
-            if rule == "release":  # the one CPU rule
+            if rule not in GPU_RULES and rule != "evals_evaluate":  # release, analysis: CPU rules
                 assert j["Partition"] == "cpu" and "gpu" not in j.get("TresPerJob", ""), j
             else:
                 assert j["Partition"] == "gpu" and j["TresPerJob"] == "gres:gpu:1", j
@@ -119,7 +123,7 @@ def test_each_job_recorded_its_slurm_allocation(slurm_run):
         assert m, f"{log}: no job environment line"
         env = json.loads(m.group(1))  # written by qunlearn.jobs.job_logging
         seen[rule] += 1
-        if rule in LOCAL_RULES:
+        if rule in slurm_run["local"]:
             assert env["SLURM_JOB_ID"] == "", (log, env)
             continue
         assert env["SLURM_JOB_ID"] in ids, (log, env)

@@ -4,6 +4,7 @@ its own config slice as a plain dict, writes its output atomically and puts ``me
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from pathlib import Path
 
