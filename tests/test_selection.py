@@ -77,3 +77,27 @@ def test_selected_arms_carry_no_alpha_in_their_params(default_config):
     assert [a.alpha for a in grid] == ["1", "2", "5"]
     assert plan.unlearn_slice(default_config, grid[1])["alpha"] == 2.0
     assert plan.parse_model_id(arm.model_id)["alpha"] == "selected"
+
+
+def test_a_selected_arm_copies_its_grid_twin_only_when_the_configs_agree(tmp_path):
+    from qunlearn.stages import unlearn_model
+
+    cfg = {"method": "ga_gdr", "lr": 3e-5, "epochs": 2, "batch_size": 4}
+    full = {**cfg, "alpha": 2.0}
+    from qunlearn.config import UnlearnConfig, from_dict, to_dict
+
+    twin = tmp_path / "alpha~2"
+    twin.mkdir()
+    (twin / "model.safetensors").write_bytes(b"weights")
+    write_json_atomic(twin / "meta.json", {"config": to_dict(from_dict(UnlearnConfig, full)), "history": {"steps": 2}})
+    write_json_atomic(tmp_path / "sel.json", {"alpha": 2.0, "grid": []})
+    out = tmp_path / "selected"
+    meta = unlearn_model(tmp_path / "no-base", tmp_path / "no-data", out, cfg, max_length=8, seed=0,
+                         progress=False, selection_json=tmp_path / "sel.json", grid_twins={"2": str(twin)})
+    assert (out / "model.safetensors").read_bytes() == b"weights" and meta["copied_from"] == str(twin)
+    assert read_json(out / "meta.json")["config"]["alpha"] == 2.0
+    write_json_atomic(twin / "meta.json", {"config": {**to_dict(from_dict(UnlearnConfig, full)), "lr": 1.0}})
+    with pytest.raises(ValueError, match="differs"):
+        unlearn_model(tmp_path / "no-base", tmp_path / "no-data", tmp_path / "other", cfg, max_length=8, seed=0,
+                      progress=False, selection_json=tmp_path / "sel.json", grid_twins={"2": str(twin)})
+    assert not (tmp_path / "other").exists()
