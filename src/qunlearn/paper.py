@@ -84,12 +84,16 @@ def numbers(summary: dict, retention_rows: list[dict]) -> dict[str, str]:
             out[f"m2kept/{ds}/{scheme}"] = fmt(v)
         if isinstance(s.get("methods"), list):
             out[f"n/{ds}/methods"] = str(len(s["methods"]))
+    # retention.csv marks the headline arms (one per dataset and method): they get the short keys
+    # and win the long key over a grid arm of the same alpha and lr
+    if any("headline" in r for r in retention_rows):
+        retention_rows = sorted(retention_rows, key=lambda r: str(r.get("headline")) == "True")
     models: dict[tuple, set] = {}
     for r in retention_rows:
         out[f"ret/{r['dataset']}/{r['method']}/alpha={r['alpha']}/lr={r['lr']}/{r['scheme']}"] = fmt(r["retention"])
         models.setdefault((r["dataset"], r["method"]), set()).add((r["alpha"], r["lr"]))
     for r in retention_rows:
-        if len(models[(r["dataset"], r["method"])]) == 1:
+        if str(r.get("headline")) == "True" or ("headline" not in r and len(models[(r["dataset"], r["method"])]) == 1):
             out[f"ret/{r['dataset']}/{r['method']}/{r['scheme']}"] = fmt(r["retention"])
     return dict(sorted(out.items()))
 

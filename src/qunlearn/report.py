@@ -252,6 +252,8 @@ def aggregate(eval_paths: list[str], report_cfg: dict, tables: list[str],
         df["headline"] = [mid in ("target", "retrain") or mid in headline_ids.get(ds, ())
                           for ds, mid in zip(df.dataset, df.model_id)]
     ret = retention(df)
+    head_ids = set(zip(df[df.headline].dataset, df[df.headline].model_id))
+    ret.insert(len(MODEL_KEY), "headline", [(d, m) in head_ids for d, m in zip(ret.dataset, ret.model_id)])
     head = df[df.headline].reset_index(drop=True)
     head_ret = headline(ret, headline_ids) if headline_ids is not None else ret
     schemes = list(dict.fromkeys([*cfg.figure_schemes, *sorted(df.scheme.unique())]))
