@@ -8,7 +8,7 @@ rule analysis:
         directory(f"{RESULTS}/{{dataset}}/analysis/{{model_id}}"),
     params:
         schemes=lambda w: as_json(
-            {s: plan.scheme_slice(config, s) for s in plan.model_schemes(config, w.dataset, w.model_id)}
+            {s: plan.scheme_slice(config, s) for s in model_schemes(w.dataset, w.model_id)}
         ),
         calibrated=lambda w: as_json(sorted(calibrated_schemes(w.dataset, w.model_id))),  # order-free
     threads: THREADS

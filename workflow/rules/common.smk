@@ -120,8 +120,21 @@ def selection_files():
     return sorted(set(selection_map().values()))
 
 
+# Every (dataset, model_id, scheme) evaluation, computed once per parse: input and param functions
+# of many jobs ask which schemes a model gets, and plan.evaluations walks the whole grid.
+EVALUATIONS = plan.evaluations(config)
+MODEL_SCHEMES = {}
+for _ds, _mid, _scheme in EVALUATIONS:
+    MODEL_SCHEMES.setdefault((_ds, _mid), []).append(_scheme)
+
+
+def model_schemes(dataset, model_id):
+    """The schemes one model is evaluated at (plan.model_schemes, from the parse-time table)."""
+    return MODEL_SCHEMES.get((dataset, model_id), [])
+
+
 def eval_outputs():
-    return [f"{RESULTS}/{ds}/eval/{mid}/{scheme}.json" for ds, mid, scheme in plan.evaluations(config)]
+    return [f"{RESULTS}/{ds}/eval/{mid}/{scheme}.json" for ds, mid, scheme in EVALUATIONS]
 
 
 def quant_dir(dataset, model_id, scheme):
@@ -136,7 +149,7 @@ def eval_model_input(dataset, model_id, scheme):
 
 
 def calibrated_schemes(dataset, model_id):
-    return [s for s in plan.model_schemes(config, dataset, model_id) if plan.is_calibrated(config, s)]
+    return [s for s in model_schemes(dataset, model_id) if plan.is_calibrated(config, s)]
 
 
 def analysis_inputs(w):
