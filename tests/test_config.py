@@ -67,6 +67,10 @@ def test_dataclasses_reject_unknown_keys_and_wrong_types():
     (lambda c: c["quantize"]["schemes"]["rtn4"].update(dampening=0.1), "quantize.schemes.rtn4.dampening"),
     (lambda c: c["quantize"]["schemes"]["gptq"].update(calibration_split="forget"),
      "quantize.schemes.gptq.calibration_split"),
+    (lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(schemes=["fp32", "int3"]),
+     "unlearn.methods.ga_gdr_sure.schemes"),
+    (lambda c: c["unlearn"]["methods"]["ga_gdr"].update(schemes=["rtn4"]), "unlearn.methods.ga_gdr.schemes"),
+    (lambda c: c["unlearn"]["methods"]["npo"].update(schemes=["fp32", "fp32"]), "unlearn.methods.npo.schemes"),
 ])
 def test_cross_section_checks_name_the_key(default_config, mutate, needle):
     mutate(default_config)

@@ -7,6 +7,7 @@ import sys
 import yaml
 
 from conftest import ROOT
+from qunlearn import plan
 
 
 def snakemake(*args, cwd=ROOT, check=True):
@@ -53,12 +54,15 @@ def test_dry_run_plans_the_default_grid(default_config):
                             for m in sweeps["loss_variant"]["methods"]),
     }
     n_unlearn = grid + len(methods) + n_plain + sum(extra_sweep_arms.values())
-    # bases and headline arms at their dataset's schemes; grid and sweep arms at their study's
-    n_eval = (2 + len(methods)) * n_schemes + (2 + n_plain) * len(plain_schemes) \
+    # bases and headline arms at their dataset's schemes (a method's `schemes` narrows its own);
+    # grid and sweep arms at their study's
+    own = {m: [s for s in schemes if s in (v.get("schemes") or schemes)] for m, v in methods.items()}
+    n_eval = 2 * n_schemes + sum(len(own[m]) for m in methods) + (2 + n_plain) * len(plain_schemes) \
         + grid * len(unl["alpha_selection"]["schemes"]) \
         + sum(n * len(sweeps[s]["schemes"]) for s, n in extra_sweep_arms.items())
     assert not set(calibrated) & {s for k in sweeps for s in sweeps[k]["schemes"]}
-    quantize = (2 + len(methods)) * len(calibrated) + (2 + n_plain) * n_cal_plain
+    quantize = 2 * len(calibrated) + sum(len(set(own[m]) & set(calibrated)) for m in methods) \
+        + (2 + n_plain) * n_cal_plain
     analysis = len(methods) + n_plain  # one per headline arm (it writes one JSON per scheme)
     n_select = sum(1 for m in methods.values() if "alphas" in m)  # SURE methods reuse their objective's
     assert jobs == {
@@ -81,6 +85,25 @@ def test_dry_run_plans_the_default_grid(default_config):
         "total": 1 + 2 + 4 + n_select + n_unlearn + quantize + n_eval + analysis + 8,
     }
     assert len(calibrated) == 2
+    assert any(len(own[m]) < n_schemes for m in methods)  # the default narrows some (SURE) arms
+
+
+def test_a_methods_schemes_narrow_only_its_headline_arm(default_config):
+    """unlearn.methods.<m>.schemes: its headline arm is evaluated (and quantized, analysed) at those
+    schemes only; the bases, other methods and its sweep arms keep theirs."""
+    m = "npo_gdr_sure"
+    default_config["unlearn"]["methods"][m]["schemes"] = ["fp32", "rtn4", "gptq"]
+    evals = plan.evaluations(default_config)
+    head = plan.headline_arm(default_config, "synth", m).model_id
+    assert set(plan.model_schemes(default_config, "synth", head)) == {"fp32", "rtn4", "gptq"}
+    assert set(plan.model_schemes(default_config, "synth", "target")) == set(default_config["quantize"]["schemes"])
+    assert {s for ds, mid, s in evals if mid == plan.headline_arm(default_config, "synth", "npo_gdr").model_id
+            and ds == "synth"} == set(default_config["quantize"]["schemes"])
+    sweep = [a for a in plan.study_arms(default_config, "lr") if a.method == m and a.model_id != head]
+    assert sweep and all(set(plan.model_schemes(default_config, "synth", a.model_id))
+                         == set(default_config["sweeps"]["lr"]["schemes"]) for a in sweep)
+    targets = {(mid, s) for ds, mid, s in plan.analysis_targets(default_config) if ds == "synth" and mid == head}
+    assert targets == {(head, s) for s in ("fp32", "rtn4", "gptq")}
 
 
 def test_dry_run_plans_quantize_and_analysis_jobs_for_calibrated_schemes_only(tmp_path, default_config):

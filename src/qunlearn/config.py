@@ -421,7 +421,7 @@ class ReportConfig:
 
 @dataclass
 class MethodConfig:
-    """``unlearn.methods.<name>``: the alpha grid and an optional lr of its own.
+    """``unlearn.methods.<name>``: the alpha grid, an optional lr and an optional scheme subset.
 
     With two or more alphas the grid is run and ``alpha_selection`` picks one (README, "Alpha grid");
     with one alpha that one is used. A SURE method without ``alphas`` takes the alpha selected for
@@ -429,8 +429,12 @@ class MethodConfig:
 
     alphas: Optional[list[float]] = None
     lr: Optional[float] = None  # null = unlearn.lr
+    # the schemes its headline arms are evaluated at, within the dataset's (null = all of them)
+    schemes: Optional[list[str]] = None
 
     def validate(self, where: str) -> None:
+        if self.schemes is not None and (not self.schemes or len(set(self.schemes)) != len(self.schemes)):
+            raise ConfigError(f"{where}.schemes: a non-empty list without repeats, got {self.schemes}")
         if self.alphas is not None and (not self.alphas or any(a < 0 for a in self.alphas)):
             raise ConfigError(f"{where}.alphas: a non-empty list of numbers >= 0, got {self.alphas}")
         if self.alphas is not None and len(set(self.alphas)) != len(self.alphas):

@@ -102,8 +102,15 @@ def check_config(config: dict) -> None:
 
 def _check_unlearn(config: dict, schemes: dict) -> None:
     methods = config["unlearn"]["methods"]
+    report = from_dict(ReportConfig, config.get("report"), "report")
     for m in methods:
-        method_config(config, m)
+        only = method_config(config, m).schemes
+        for s in only or []:
+            if s not in schemes:
+                raise ConfigError(f"unlearn.methods.{m}.schemes: {s!r} is not a scheme under quantize.schemes")
+        for key in ("full_precision_scheme", "privleak_reference_scheme"):
+            if only is not None and getattr(report, key) not in only:
+                raise ConfigError(f"unlearn.methods.{m}.schemes: must include report.{key} ({getattr(report, key)!r})")
         selection_source(config, next(iter(config["datasets"])), m)  # alphas present or inherited
     sel = alpha_selection(config)
     for s in sel.schemes:
@@ -286,11 +293,12 @@ def unlearn_jobs(config: dict, dataset: str | None = None) -> list[Arm]:
 
 def evaluations(config: dict) -> list[tuple[str, str, str]]:
     """(dataset, model_id, scheme) of every evaluation: bases and headline arms at every scheme of
-    their dataset (``dataset_schemes``), grid and sweep arms at their study's schemes."""
+    their dataset (``dataset_schemes``; a method's ``schemes`` narrows its arm's), grid and sweep
+    arms at their study's schemes."""
     out = set()
     for ds in config["datasets"]:
         out |= {(ds, base, s) for base in BASES for s in dataset_schemes(config, ds)}
-    out |= {(a.dataset, a.model_id, s) for a in headline_arms(config) for s in dataset_schemes(config, a.dataset)}
+    out |= {(a.dataset, a.model_id, s) for a in headline_arms(config) for s in headline_schemes(config, a.dataset, a.method)}
     for study in STUDIES:
         study_arm_list = study_arms(config, study)
         if study_arm_list:
@@ -369,6 +377,12 @@ def dataset_schemes(config: dict, dataset: str) -> list[str]:
     """The schemes evaluated on ``dataset`` (datasets.<name>.schemes; null = every scheme)."""
     allowed = config["datasets"][dataset].get("schemes")
     return [s for s in config["quantize"]["schemes"] if allowed is None or s in allowed]
+
+
+def headline_schemes(config: dict, dataset: str, method: str) -> list[str]:
+    """The schemes of a method's headline arm: the dataset's, narrowed by unlearn.methods.<m>.schemes."""
+    only = method_config(config, method).schemes
+    return [s for s in dataset_schemes(config, dataset) if only is None or s in only]
 
 
 def model_schemes(config: dict, dataset: str, model_id: str) -> list[str]:
