@@ -29,7 +29,7 @@ from qunlearn import plan, resources
 pytestmark = pytest.mark.slurm
 
 SLURM_DIR = Path(os.environ.get("QUNLEARN_SLURM_DIR", "/tmp/qunlearn-slurm"))
-CONFIG = ROOT / os.environ.get("QUNLEARN_SLURM_TEST_CONFIG", "configs/slurm-smoke.yaml")
+CONFIG = ROOT / os.environ.get("QUNLEARN_SLURM_TEST_CONFIG", "configs/ci.yaml")
 GPU_RULES = set(resources.GPU_RULES)  # train_base, unlearn, quantize, evaluate
 GROUP_SIZE = 6  # profiles/slurm: group-components evals=6
 KILL_AFTER = int(os.environ.get("QUNLEARN_SLURM_TEST_TIMEOUT", "2700"))  # seconds, then SIGKILL
@@ -142,7 +142,7 @@ def test_each_job_recorded_its_slurm_allocation(slurm_run):
         if rule in GPU_RULES:
             # one fake GPU of the node's (scripts/slurm_local.sh), the one SLURM allocated
             assert env["SLURM_JOB_PARTITION"] == "gpu" and re.fullmatch(r"\d+", env["CUDA_VISIBLE_DEVICES"]), (log, env)
-            # SLURM_JOB_GPUS is set in a batch step, not in the srun steps of grouped jobs
+            # SLURM_JOB_GPUS is set in the batch step, not in the srun step the jobstep plugin runs
             assert env["SLURM_JOB_GPUS"] in ("", env["CUDA_VISIBLE_DEVICES"]), (log, env)
         else:
             assert env["SLURM_JOB_PARTITION"] == "cpu" and env["CUDA_VISIBLE_DEVICES"] == "", (log, env)
