@@ -201,3 +201,11 @@ def test_load_model_keeps_the_stored_dtype(tmp_path):
     model.to(torch.bfloat16).save_pretrained(str(tmp_path / "bf16"), safe_serialization=True)
     assert next(load_model(tmp_path / "fp32", device=torch.device("cpu")).parameters()).dtype == torch.float32
     assert next(load_model(tmp_path / "bf16", device=torch.device("cpu")).parameters()).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("path", [*MUSE_CONFIGS, "config.yaml", "configs/ci.yaml"])
+def test_slurm_profile_plans_the_same_dag(path):
+    """The profile's settings (executor, resources, any job grouping) must not change or break the DAG:
+    an evaluation group spanning the alpha selection would depend on itself (found on the real
+    SLURM run); a dry run needs no cluster."""
+    assert planned_jobs("--profile", "profiles/slurm", "--configfile", path) == planned_jobs("--configfile", path)

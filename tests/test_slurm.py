@@ -11,7 +11,6 @@ QUNLEARN_SLURM_TEST_CONFIG=configs/slurm-smoke.yaml routes a 1-layer DAG instead
 
 import collections
 import json
-import math
 import os
 import re
 import shutil
@@ -31,7 +30,6 @@ pytestmark = pytest.mark.slurm
 SLURM_DIR = Path(os.environ.get("QUNLEARN_SLURM_DIR", "/tmp/qunlearn-slurm"))
 CONFIG = ROOT / os.environ.get("QUNLEARN_SLURM_TEST_CONFIG", "configs/ci.yaml")
 GPU_RULES = set(resources.GPU_RULES)  # train_base, unlearn, quantize, evaluate
-GROUP_SIZE = 6  # profiles/slurm: group-components evals=6
 KILL_AFTER = int(os.environ.get("QUNLEARN_SLURM_TEST_TIMEOUT", "2700"))  # seconds, then SIGKILL
 
 
@@ -107,15 +105,13 @@ def test_every_non_local_rule_ran_as_a_slurm_job_in_its_partition(slurm_run):
     for j in jobs:
         assert j["JobState"] == "COMPLETED", j
         by_rule[re.match(r"rule_(\w+?)(_wildcards_.*)?$", j["Comment"]).group(1)].append(j)
-    n_eval = planned["evaluate"]
     local = slurm_run["local"]
     assert {"prepare_data", "aggregate", "all"} <= local and not local & GPU_RULES
-    expected = {r: n for r, n in planned.items() if r not in local | {"total", "evaluate"}}
-    expected["evals_evaluate"] = math.ceil(n_eval / GROUP_SIZE)  # evaluations grouped per submission
+    expected = {r: n for r, n in planned.items() if r not in local | {"total"}}
     assert {r: len(js) for r, js in by_rule.items()} == expected
     for rule, js in by_rule.items():
         for j in js:
-            if rule not in GPU_RULES and rule != "evals_evaluate":  # release, analysis: CPU rules
+            if rule not in GPU_RULES:  # release, analysis: CPU rules
                 assert j["Partition"] == "cpu" and "gpu" not in j.get("TresPerJob", ""), j
             else:
                 assert j["Partition"] == "gpu" and j["TresPerJob"] == "gres:gpu:1", j
