@@ -73,9 +73,6 @@ def check_config(config: dict) -> None:
         for m in ds.get("methods") or []:
             if m not in methods:
                 raise ConfigError(f"datasets.{name}.methods: {m!r} is not configured under unlearn.methods")
-        for s in ds.get("schemes") or []:
-            if s not in schemes:
-                raise ConfigError(f"datasets.{name}.schemes: {s!r} is not a scheme under quantize.schemes")
     from_dict(ModelConfig, config.get("model"), "model")
     from_dict(ComputeConfig, config.get("compute"), "compute")
     from_dict(TrainConfig, config.get("train"), "train")
@@ -92,25 +89,27 @@ def check_config(config: dict) -> None:
     for name, s in schemes.items():
         from_dict(SchemeConfig, s, f"quantize.schemes.{name}")  # per-quantizer keys and values
     for name in datasets:
-        if datasets[name].get("schemes") is not None:
-            for key in ("full_precision_scheme", "privleak_reference_scheme"):
-                if getattr(report, key) not in datasets[name]["schemes"]:
-                    raise ConfigError(f"datasets.{name}.schemes: must include report.{key} "
-                                      f"({getattr(report, key)!r})")
-    _check_unlearn(config, schemes)
+        _check_scheme_subset(f"datasets.{name}.schemes", datasets[name].get("schemes"), schemes, report)
+    _check_unlearn(config, schemes, report)
 
 
-def _check_unlearn(config: dict, schemes: dict) -> None:
+def _check_scheme_subset(where: str, subset: list[str] | None, schemes: dict, report: ReportConfig) -> None:
+    """A scheme list that narrows quantize.schemes (null = all): known names, and the report's
+    full-precision and PrivLeak reference schemes among them."""
+    if subset is None:
+        return
+    for s in subset:
+        if s not in schemes:
+            raise ConfigError(f"{where}: {s!r} is not a scheme under quantize.schemes")
+    for key in ("full_precision_scheme", "privleak_reference_scheme"):
+        if getattr(report, key) not in subset:
+            raise ConfigError(f"{where}: must include report.{key} ({getattr(report, key)!r})")
+
+
+def _check_unlearn(config: dict, schemes: dict, report: ReportConfig) -> None:
     methods = config["unlearn"]["methods"]
-    report = from_dict(ReportConfig, config.get("report"), "report")
     for m in methods:
-        only = method_config(config, m).schemes
-        for s in only or []:
-            if s not in schemes:
-                raise ConfigError(f"unlearn.methods.{m}.schemes: {s!r} is not a scheme under quantize.schemes")
-        for key in ("full_precision_scheme", "privleak_reference_scheme"):
-            if only is not None and getattr(report, key) not in only:
-                raise ConfigError(f"unlearn.methods.{m}.schemes: must include report.{key} ({getattr(report, key)!r})")
+        _check_scheme_subset(f"unlearn.methods.{m}.schemes", method_config(config, m).schemes, schemes, report)
         selection_source(config, next(iter(config["datasets"])), m)  # alphas present or inherited
     sel = alpha_selection(config)
     for s in sel.schemes:
@@ -387,7 +386,7 @@ def headline_schemes(config: dict, dataset: str, method: str) -> list[str]:
 
 def model_schemes(config: dict, dataset: str, model_id: str) -> list[str]:
     """The schemes one model is evaluated at (``evaluations``: bases and headline arms at the
-    dataset's schemes, grid and sweep arms at their study's)."""
+    dataset's schemes, narrowed per method; grid and sweep arms at their study's)."""
     return [s for ds, mid, s in evaluations(config) if ds == dataset and mid == model_id]
 
 
