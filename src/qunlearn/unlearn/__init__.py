@@ -1,6 +1,3 @@
-"""Unlearning methods. Adding a method: one module with a ``@register_method("name")`` class, one
-import line below, one enum entry in workflow/schemas/config.schema.yaml."""
-
-from .registry import METHODS, get_method, register_method  # noqa: F401
-from . import methods, sure  # noqa: F401,E402  (registration side effects)
-from .loop import unlearn  # noqa: F401,E402
+"""Unlearning: the method plugins (objectives.py, sure.py, ...: torch-free specs registered in
+``qunlearn.plugins.METHODS``, implementations imported lazily) and the loop with hooks (loop.py).
+Import ``qunlearn.unlearn.loop`` for the loop; this package itself imports no torch."""

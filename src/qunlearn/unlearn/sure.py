@@ -10,10 +10,40 @@ quantile over all scores, no Python loop over rows.
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .methods import OBJECTIVES, ObjectiveMethod
-from .registry import register_method
+from ..config import ConfigError
+from ..plugins import METHODS, MethodSettings
+from .objectives import OBJECTIVES, NPOSettings, objective_spec
+
+if TYPE_CHECKING:
+    import torch
+
+SALIENCY_LEVELS = ("row", "module")
+
+
+@dataclass
+class SURESettings(MethodSettings):
+    """SURE's mask: keep rows (``level: row``) or whole tensors (``module``) whose forget-gradient
+    saliency is at or above this percentile (the paper: 90)."""
+
+    percentile: float = 90.0
+    level: str = "row"
+
+    def validate(self, where: str) -> None:
+        super().validate(where)
+        if not 0.0 <= self.percentile <= 100.0:
+            raise ConfigError(f"{where}.percentile: must be in [0, 100], got {self.percentile}")
+        if self.level not in SALIENCY_LEVELS:
+            raise ConfigError(f"{where}.level: {self.level!r} unknown; use one of {', '.join(SALIENCY_LEVELS)}")
+
+
+@dataclass
+class NPOSURESettings(NPOSettings, SURESettings):
+    """NPO's beta and SURE's mask."""
+
+
 
 
 def row_scores(grad: torch.Tensor) -> torch.Tensor:
@@ -24,6 +54,8 @@ def row_scores(grad: torch.Tensor) -> torch.Tensor:
 
 
 def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
+    import torch
+
     # torch.quantile refuses inputs above 2^24 elements (7B models have more rows than that).
     values = values.float()
     if values.numel() <= 1 << 24:
@@ -35,6 +67,8 @@ def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
 def saliency_masks(named_grads: dict[str, torch.Tensor], percentile: float = 90.0,
                    level: str = "row") -> dict[str, torch.Tensor]:
     """{name: bool mask over rows (2-D) or entries (1-D)}: True = may change this step."""
+    import torch
+
     if not 0.0 <= percentile <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
     scores = {n: row_scores(g) for n, g in named_grads.items()}
@@ -62,25 +96,13 @@ def apply_masks(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Te
         p.grad.mul_(mask.reshape(shape).to(p.grad.dtype))
 
 
-class SUREMethod(ObjectiveMethod):
-    """An ObjectiveMethod whose updates are restricted to the forget-salient rows."""
-
-    saliency = True
-
-    def __init__(self, alpha: float, npo_beta: float = 0.1, loss_variant: str = "faithful",
-                 sure_percentile: float = 90.0, sure_level: str = "row"):
-        super().__init__(alpha, npo_beta, loss_variant)
-        self.percentile = sure_percentile
-        self.level = sure_level
-
-    def masks(self, params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
-        """Masks from the gradients currently held (the forget loss's, by the loop's contract)."""
-        return saliency_masks({n: p.grad for n, p in params.items() if p.grad is not None},
-                              self.percentile, self.level)
-
-
-# SURE variants of the utility-constrained objectives: <objective>_sure.
+# SURE variants of the utility-constrained objectives: <objective>_sure, inheriting the objective's
+# alpha selection when they set no alphas of their own.
 for _name, _forget, _retain in OBJECTIVES:
     if _retain is not None:
-        register_method(f"{_name}_sure")(
-            type(f"{_name.upper()}_SURE", (SUREMethod,), {"forget": _forget, "retain": _retain}))
+        _spec = objective_spec(_name, _forget, _retain, objective=_name, saliency_masked=True)
+        METHODS.register(type(_spec)(**{
+            **_spec.__dict__, "name": f"{_name}_sure", "impl": f"qunlearn.unlearn.sure:{_name.upper()}_SURE",
+            "settings": NPOSURESettings if _forget == "npo" else SURESettings,
+            "summary": f"SURE: {_spec.summary}, updates masked to the forget-salient rows",
+            "source": "Zhang et al. ICLR 2025, section 6 (SURE)"}))

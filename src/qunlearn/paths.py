@@ -1,0 +1,237 @@
+"""The one path grammar: every model id and every output path is formatted and parsed here.
+
+Model ids (``{model_id}`` in paths; docs: "Paths and model ids"):
+
+    target | retrain                                         a base, as released
+    unlearn/<method>/alpha~<a>/lr~<lr>/epochs~<e>/loss~<v>   an unlearned arm (a = a number | selected)
+    external/<name>                                          a model made elsewhere (a user's checkpoint)
+    derived/<transform>/<key>~<value>/.../of/<model id>      a transform of another model id
+                                                             (an attack, a merge, a deployment mode)
+
+Derived ids nest: ``derived/noise/c~0.5/of/derived/relearn/steps~100/of/target``. They live under
+``models/derived/`` rather than inside their parent's directory, so that rewriting a parent never
+touches a derived model. evaluate, quantize and analysis take any model id.
+
+Output paths are patterns with ``{wildcards}`` (the Snakemake rules use them as they are) and
+functions that fill them; ``parse_*`` are their inverses. Round trips are tested
+(tests/test_paths.py); the ``model_id`` wildcard constraint is :data:`MODEL_ID_REGEX`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+RESULTS = "results"
+BASES = ("target", "retrain")
+SELECTED = "selected"  # the alpha of an arm whose alpha comes from the alpha selection
+ARM_FIELDS = ("alpha", "lr", "epochs", "loss")
+
+# --- output path patterns (wildcards in braces) ----------------------------------------------------
+DATA = f"{RESULTS}/{{dataset}}/data"
+TRAINED = f"{RESULTS}/{{dataset}}/models/trained/{{base}}"
+PRETRAINED = f"{RESULTS}/{{dataset}}/models/pretrained/{{base}}"
+MODEL = f"{RESULTS}/{{dataset}}/models/{{model_id}}"
+SELECTION = f"{RESULTS}/{{dataset}}/selection/{{method}}.json"
+EVAL = f"{RESULTS}/{{dataset}}/eval/{{model_id}}/{{scheme}}.json"
+QUANT = f"{RESULTS}/{{dataset}}/quant/{{model_id}}/{{scheme}}"
+ANALYSIS = f"{RESULTS}/{{dataset}}/analysis/{{model_id}}"
+ANALYSIS_FILE = f"{ANALYSIS}/{{scheme}}.json"
+TABLE = f"{RESULTS}/tables/{{name}}"
+FIGURE = f"{RESULTS}/figures/{{name}}"
+PAPER_TABLE = "paper/tables/{name}"
+PAPER_FIGURE = "paper/figures/{name}"
+# The path pattern of an unlearned arm's model id, with the arm's wildcards.
+ARM = "unlearn/{method}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}"
+
+# --- model ids ----------------------------------------------------------------------------------------
+_SEG = r"[^/~]+"
+_ARM_RE = rf"unlearn/{_SEG}/alpha~{_SEG}/lr~{_SEG}/epochs~{_SEG}/loss~{_SEG}"
+_EXTERNAL_RE = rf"external/{_SEG}"
+_ROOT_RE = rf"(?:target|retrain|{_ARM_RE}|{_EXTERNAL_RE})"
+_DERIVED_PREFIX_RE = rf"derived/{_SEG}(?:/{_SEG}~{_SEG})*/of/"
+MODEL_ID_REGEX = rf"(?:{_DERIVED_PREFIX_RE})*{_ROOT_RE}"
+_MODEL_ID = re.compile(rf"^{MODEL_ID_REGEX}$")
+
+
+def fmt_num(x: float) -> str:
+    """Canonical text of a number in ids and tables: 1 -> '1', 3e-05 -> '3e-05', 0.5 -> '0.5'."""
+    return f"{float(x):g}"
+
+
+@dataclass(frozen=True, order=True)
+class Arm:
+    """One unlearned model of a dataset: a method with an alpha (a number or 'selected'), an lr,
+    epochs and a loss variant (all as their path text)."""
+
+    dataset: str
+    method: str
+    alpha: str
+    lr: str
+    epochs: str
+    loss: str
+
+    @property
+    def model_id(self) -> str:
+        return ARM.format(method=self.method, alpha=self.alpha, lr=self.lr, epochs=self.epochs, loss=self.loss)
+
+    @property
+    def selected(self) -> bool:
+        return self.alpha == SELECTED
+
+    def replace(self, **fields) -> "Arm":
+        return Arm(**{**self.__dict__, **fields})
+
+
+def external_id(name: str) -> str:
+    _check_segment(name, "external model name")
+    return f"external/{name}"
+
+
+def derived_id(parent: str, transform: str, settings: Optional[dict[str, str]] = None) -> str:
+    """The id of ``transform`` (with its id-relevant settings, as text) applied to ``parent``."""
+    parse_model_id(parent)  # a valid id
+    _check_segment(transform, "transform name")
+    parts = ["derived", transform]
+    for key, value in (settings or {}).items():
+        _check_segment(key, "setting name")
+        _check_segment(str(value), f"value of {key}")
+        parts.append(f"{key}~{value}")
+    return "/".join([*parts, "of", parent])
+
+
+def _check_segment(text: str, what: str) -> None:
+    if not text or "/" in text or "~" in text or text == "of":
+        raise ValueError(f"{what} {text!r}: must be non-empty, without '/' or '~', and not 'of'")
+
+
+@dataclass(frozen=True)
+class ModelIdParts:
+    """A parsed model id. ``kind``: base | unlearn | external | derived."""
+
+    kind: str
+    model_id: str
+    base: str = ""  # kind base: target | retrain
+    method: str = ""  # kind unlearn
+    alpha: str = ""
+    lr: str = ""
+    epochs: str = ""
+    loss: str = ""
+    name: str = ""  # kind external
+    transform: str = ""  # kind derived
+    settings: tuple[tuple[str, str], ...] = ()
+    parent: str = ""
+
+    @property
+    def root(self) -> "ModelIdParts":
+        """The base, arm or external model at the bottom of a chain of derivations."""
+        return parse_model_id(self.parent).root if self.kind == "derived" else self
+
+    def arm(self, dataset: str) -> Arm:
+        if self.kind != "unlearn":
+            raise ValueError(f"{self.model_id!r} is not an unlearned arm")
+        return Arm(dataset, self.method, self.alpha, self.lr, self.epochs, self.loss)
+
+
+def parse_model_id(model_id: str) -> ModelIdParts:
+    """Inverse of the id formatters; a string outside the grammar is a ValueError naming it."""
+    if not _MODEL_ID.match(model_id):
+        raise ValueError(f"{model_id!r}: not a model id (target | retrain | "
+                         "unlearn/<method>/alpha~A/lr~L/epochs~E/loss~V | external/<name> | "
+                         "derived/<transform>/<key>~<value>.../of/<model id>)")
+    parts = model_id.split("/")
+    if model_id in BASES:
+        return ModelIdParts("base", model_id, base=model_id)
+    if parts[0] == "unlearn":
+        values = dict(p.split("~", 1) for p in parts[2:])
+        return ModelIdParts("unlearn", model_id, method=parts[1], **{k: values[k] for k in ARM_FIELDS})
+    if parts[0] == "external":
+        return ModelIdParts("external", model_id, name=parts[1])
+    i = parts.index("of")
+    settings = tuple(tuple(p.split("~", 1)) for p in parts[2:i])
+    return ModelIdParts("derived", model_id, transform=parts[1], settings=settings, parent="/".join(parts[i + 1:]))
+
+
+# --- output paths ----------------------------------------------------------------------------------
+def data_dir(dataset: str) -> str:
+    return DATA.format(dataset=dataset)
+
+
+def trained_dir(dataset: str, base: str, pretrained: bool = False) -> str:
+    return (PRETRAINED if pretrained else TRAINED).format(dataset=dataset, base=base)
+
+
+def model_dir(dataset: str, model_id: str) -> str:
+    return MODEL.format(dataset=dataset, model_id=model_id)
+
+
+def selection_file(dataset: str, method: str) -> str:
+    return SELECTION.format(dataset=dataset, method=method)
+
+
+def eval_file(dataset: str, model_id: str, scheme: str) -> str:
+    return EVAL.format(dataset=dataset, model_id=model_id, scheme=scheme)
+
+
+def quant_dir(dataset: str, model_id: str, scheme: str) -> str:
+    return QUANT.format(dataset=dataset, model_id=model_id, scheme=scheme)
+
+
+def analysis_dir(dataset: str, model_id: str) -> str:
+    return ANALYSIS.format(dataset=dataset, model_id=model_id)
+
+
+def analysis_file(dataset: str, model_id: str, scheme: str) -> str:
+    return ANALYSIS_FILE.format(dataset=dataset, model_id=model_id, scheme=scheme)
+
+
+def table(name: str) -> str:
+    return TABLE.format(name=name)
+
+
+def figure(name: str) -> str:
+    return FIGURE.format(name=name)
+
+
+def log_file(rule: str, *wildcards: str) -> str:
+    """logs/<rule>/<wildcards...>.log (the same wildcards as the job's outputs)."""
+    return "/".join(["logs", rule, *wildcards]) + ".log"
+
+
+def benchmark_file(rule: str, *wildcards: str) -> str:
+    return "/".join(["benchmarks", rule, *wildcards]) + ".tsv"
+
+
+def _output_regex(pattern: str) -> re.Pattern:
+    """A pattern's parser: ``{model_id}`` by the id grammar, other wildcards as one path segment."""
+    rx = re.escape(pattern)
+    for name in re.findall(r"\\\{(\w+)\\\}", rx):
+        body = MODEL_ID_REGEX if name == "model_id" else r"[^/]+"
+        rx = rx.replace(rf"\{{{name}\}}", f"(?P<{name}>{body})", 1)
+    return re.compile(rf"(?:^|/){rx}$")
+
+
+_PARSERS = {pattern: _output_regex(pattern) for pattern in (EVAL, ANALYSIS_FILE, ANALYSIS, MODEL, QUANT, SELECTION)}
+
+
+def parse(pattern: str, path: str) -> dict[str, str]:
+    """The wildcards of ``path`` under one of this module's patterns (a path may be relative to a
+    working directory or absolute); a path that does not fit is a ValueError naming it."""
+    rx = _PARSERS.get(pattern) or _output_regex(pattern)
+    m = rx.search(str(path).replace("\\", "/"))
+    if not m:
+        raise ValueError(f"{path}: not a path of the form {pattern}")
+    return m.groupdict()
+
+
+def parse_eval_file(path: str) -> tuple[str, str, str]:
+    """(dataset, model_id, scheme) of an eval output."""
+    w = parse(EVAL, path)
+    return w["dataset"], w["model_id"], w["scheme"]
+
+
+def parse_analysis_file(path: str) -> tuple[str, str, str]:
+    """(dataset, model_id, scheme) of one analysis JSON."""
+    w = parse(ANALYSIS_FILE, path)
+    return w["dataset"], w["model_id"], w["scheme"]
