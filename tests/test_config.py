@@ -6,10 +6,10 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from qunlearn import plan
 from qunlearn.config import ConfigError, TrainConfig, UnlearnConfig, from_dict
-from qunlearn.quantize import QUANTIZERS
-from qunlearn.unlearn import METHODS
+from qunlearn.experiment import Experiment
+from qunlearn.paths import fmt_num
+from qunlearn.registries import METHODS, QUANTIZERS
 
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
 
@@ -20,11 +20,11 @@ def validate(cfg):
 
 def test_default_and_shipped_configs_are_valid(default_config):
     validate(default_config)
-    plan.check_config(default_config)
+    Experiment(default_config)
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         cfg = yaml.safe_load(path.read_text())
         validate(cfg)
-        plan.check_config(cfg)
+        Experiment(cfg)
 
 
 def test_schema_names_equal_registries():
@@ -75,15 +75,42 @@ def test_dataclasses_reject_unknown_keys_and_wrong_types():
 def test_cross_section_checks_name_the_key(default_config, mutate, needle):
     mutate(default_config)
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
-        plan.check_config(default_config)
+        Experiment(default_config)
 
 
 def test_grid_and_paths(default_config):
-    jobs = plan.unlearn_jobs(default_config, "synth")
+    exp = Experiment(default_config)
+    jobs = exp.unlearn_jobs("synth")
     assert {j.method for j in jobs} == set(default_config["unlearn"]["methods"])
     assert jobs[0].model_id.startswith(f"unlearn/{jobs[0].method}/alpha~")
-    plain = {j.method for j in plan.unlearn_jobs(default_config, "synth_plain")}
+    plain = {j.method for j in exp.unlearn_jobs("synth_plain")}
     assert plain == set(default_config["datasets"]["synth_plain"]["methods"])
-    assert plan.fmt_num(3e-5) == "3e-05" and plan.fmt_num(1) == "1" and plan.fmt_num(0.5) == "0.5"
-    s = plan.unlearn_slice(default_config, jobs[0])
+    assert fmt_num(3e-5) == "3e-05" and fmt_num(1) == "1" and fmt_num(0.5) == "0.5"
+    s = exp.unlearn_params(jobs[0])
     assert s["lr"] == float(jobs[0].lr) and s["method"] == jobs[0].method
+
+
+def test_a_jobs_params_hold_exactly_its_methods_settings(default_config):
+    """NPO's beta is in NPO-family jobs only, SURE's mask settings in SURE jobs only; the old shared
+    keys are rejected with a pointer to their new place."""
+    exp = Experiment(default_config)
+    by_method = {a.method: exp.unlearn_params(a)["settings"] for a in exp.headline_arms("synth")}
+    assert by_method["ga_gdr"] == {} and by_method["npo_gdr"] == {"beta": 0.1}
+    assert by_method["npo_klr_sure"] == {"beta": 0.1, "percentile": 90.0, "level": "row"}
+    assert by_method["ga_gdr_sure"] == {"percentile": 90.0, "level": "row"}
+    default_config["unlearn"]["npo_beta"] = 0.2
+    with pytest.raises(ConfigError, match=r"unlearn\.npo_beta: now a setting .*unlearn\.methods\.<method>\.beta"):
+        Experiment(default_config)
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c["unlearn"]["methods"]["npo_gdr"].update(beta=-1), "unlearn.methods.npo_gdr.beta"),
+    (lambda c: c["unlearn"]["methods"]["ga_gdr"].update(beta=0.1), "unlearn.methods.ga_gdr: unknown key"),
+    (lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(level="neuron"), "unlearn.methods.ga_gdr_sure.level"),
+    (lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(percentile=101), "unlearn.methods.ga_gdr_sure.percentile"),
+    (lambda c: c["report"].update(utility_constrained=["npo_magic"]), "report.utility_constrained"),
+])
+def test_method_settings_are_checked_by_their_spec(default_config, mutate, needle):
+    mutate(default_config)
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        Experiment(default_config)

@@ -16,7 +16,7 @@ import yaml
 
 from conftest import CI_CONFIG, ROOT
 
-from qunlearn import plan
+from qunlearn.experiment import Experiment
 
 pytestmark = pytest.mark.e2e
 
@@ -102,10 +102,11 @@ def test_push_then_pull_in_a_fresh_clone_restores_and_recomputes_nothing(repo, t
     changed = tmp_path / "epochs.yaml"
     changed.write_text(yaml.safe_dump(cfg))
     # every arm at the default epochs (the others keep their own), and their evaluations
-    ids = {(a.dataset, a.model_id) for a in plan.unlearn_jobs(cfg) if a.epochs == str(cfg["unlearn"]["epochs"])}
+    exp = Experiment(cfg)
+    ids = {(a.dataset, a.model_id) for a in exp.unlearn_jobs() if a.epochs == str(cfg["unlearn"]["epochs"])}
     jobs = planned(clone, "--configfile", str(changed))
     assert jobs["unlearn"] == len(ids)
-    assert jobs["evaluate"] == sum(1 for ds, mid, _ in plan.evaluations(cfg) if (ds, mid) in ids)
+    assert jobs["evaluate"] == sum(1 for ds, mid, _ in exp.evaluations if (ds, mid) in ids)
     assert "train_base" not in jobs and "prepare_data" not in jobs
 
 

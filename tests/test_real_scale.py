@@ -10,7 +10,9 @@ import torch
 import yaml
 
 from conftest import ROOT
-from qunlearn import plan, resources
+from qunlearn import resources
+from qunlearn.experiment import Experiment
+from qunlearn.paths import BASES
 from qunlearn.config import ModelConfig
 from test_workflow import planned_jobs, snakemake
 
@@ -27,19 +29,20 @@ def expected_jobs(cfg: dict) -> dict:
     evaluated at the selection's schemes) and its headline arm (every scheme); GPTQ/AWQ checkpoints
     for every model evaluated with them; one weight analysis per headline arm (no sweeps here)."""
     assert not cfg.get("sweeps")
-    owned = [d for d in cfg["datasets"] if plan.dataset_owner(cfg, d) == d]
-    fetched = sum(1 for d in owned for b in plan.BASES if plan.pretrained_base(cfg, d, b))
-    trained = len(owned) * len(plan.BASES) - fetched
+    exp = Experiment(cfg)
+    owned = exp.owned_datasets()
+    fetched = sum(1 for d in owned for b in BASES if exp.pretrained_base(d, b))
+    trained = len(owned) * len(BASES) - fetched
     schemes = cfg["quantize"]["schemes"]
     calibrated = [s for s, v in schemes.items() if v["quantizer"] in ("gptq", "awq")]
     n_sel_schemes = len(cfg["unlearn"]["alpha_selection"]["schemes"])
-    methods = {d: [m for m in cfg["unlearn"]["methods"] if m in plan.dataset_methods(cfg, d)] for d in cfg["datasets"]}
+    methods = {d: exp.dataset_methods(d) for d in cfg["datasets"]}
     alphas = {m: v.get("alphas") or [] for m, v in cfg["unlearn"]["methods"].items()}  # none: SURE, objective's
     n_grid = sum(len(alphas[m]) for d in owned for m in methods[d] if len(alphas[m]) > 1)
     n_head = sum(len(ms) for ms in methods.values())
-    n_models = len(plan.BASES) * len(cfg["datasets"]) + n_head
+    n_models = len(BASES) * len(cfg["datasets"]) + n_head
     jobs = {"prepare_data": len(owned), "fetch_model": fetched, "train_base": trained,
-            "release": len(plan.BASES) * len(cfg["datasets"]),
+            "release": len(BASES) * len(cfg["datasets"]),
             "select_alpha": sum(1 for d in owned for m in methods[d] if alphas[m]),
             "unlearn": n_grid + n_head, "quantize": n_models * len(calibrated),
             "evaluate": n_models * len(schemes) + n_grid * n_sel_schemes, "analysis": n_head,
@@ -53,7 +56,7 @@ def expected_jobs(cfg: dict) -> dict:
 @pytest.mark.parametrize("path", MUSE_CONFIGS)
 def test_muse_config_plans_the_paper_grid(path):
     cfg = load(path)
-    plan.check_config(cfg)
+    Experiment(cfg)  # validates
     jobs = planned_jobs("--configfile", path)
     assert jobs == expected_jobs(cfg)
     assert "train_base" not in jobs and jobs["fetch_model"] == 2  # both bases from the hub
@@ -64,7 +67,8 @@ def test_paper_settings_in_the_muse_configs():
     assert news["unlearn"]["epochs"] == 10 and books["unlearn"]["epochs"] == 5
     for cfg in (news, books):
         u = cfg["unlearn"]
-        assert u["lr"] == 1e-5 and u["npo_beta"] == 0.1 and u["optimizer"] == "adamw"
+        assert u["lr"] == 1e-5 and u["optimizer"] == "adamw"
+        assert all(u["methods"][m]["beta"] == 0.1 for m in ("npo", "npo_gdr", "npo_klr"))
         assert cfg["model"]["max_length"] == 2048
         (ds,) = cfg["datasets"].values()
         assert ds["pretrained"]["dtype"] == "bfloat16" and ds["pretrained"]["trust_remote_code"] is False
@@ -101,7 +105,7 @@ def test_gpu_rules_declare_resources():
 
 
 def test_resources_scale_with_the_model():
-    news, books, ci = load(MUSE_CONFIGS[0]), load(MUSE_CONFIGS[1]), load("configs/ci.yaml")
+    news, books, ci = (Experiment(load(p)) for p in (*MUSE_CONFIGS, "configs/ci.yaml"))
     tiny = resources.rule_resources(ci, "unlearn", "synth", "ga_gdr")
     big = resources.rule_resources(news, "unlearn", "news", "ga_gdr")
     assert tiny == {"gpu": 1, "mem_mb": 3000, "runtime": 30}
@@ -113,8 +117,9 @@ def test_resources_scale_with_the_model():
     assert big["runtime"] > resources.rule_resources(books, "unlearn", "books", "ga_gdr")["runtime"]
     assert (resources.rule_resources(news, "evaluate", "news")
             == resources.rule_resources(books, "evaluate", "books"))
-    slow = copy.deepcopy(news)
+    slow = copy.deepcopy(news.config)
     slow["compute"]["runtime_scale"] = 2.0
+    slow = Experiment(slow)
     assert resources.rule_resources(slow, "unlearn", "news", "ga")["runtime"] >= 2 * big["runtime"] - 1
     with pytest.raises(ValueError, match="not a GPU rule"):
         resources.rule_resources(news, "aggregate", "news")
@@ -189,7 +194,7 @@ def test_a_reuse_dataset_cannot_declare_its_own_bases():
     cfg = load("config.yaml")
     cfg["datasets"]["synth_plain"]["pretrained"] = {"target": {"path": "/m"}}
     with pytest.raises(ConfigError, match="datasets.synth_plain.pretrained: a reuse dataset"):
-        plan.check_config(cfg)
+        Experiment(cfg)
 
 
 def test_load_model_keeps_the_stored_dtype(tmp_path):

@@ -8,7 +8,8 @@ but goes through Snakemake's normal job postprocessing, so it orders the mtimes 
 records each job's metadata (params, input set, code) in .snakemake/metadata exactly as a real run
 would. What follows is Snakemake's own replanning (``-n`` with the default ``--rerun-triggers``) on
 a changed config; only the file contents are fake, and no planning decision here reads contents.
-Expected counts come from the config through ``qunlearn.plan``, not from constants.
+Expected counts come from the config through the experiment object (``qunlearn.experiment``), not
+from constants.
 """
 
 import json
@@ -22,7 +23,8 @@ import yaml
 
 from conftest import ROOT
 
-from qunlearn import plan
+from qunlearn.experiment import Experiment
+from qunlearn.paths import SELECTED
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # jobs downstream of every evaluation: tables, figures, paper numbers and copies, the target rule
@@ -127,33 +129,35 @@ def unlearn_dir(ds, mid):
 
 def selections_with_grid(cfg):
     """(dataset, method) of every selection that reads grid evaluations (the others read nothing)."""
+    exp = Experiment(cfg)
     return {(ds, m) for ds in cfg["datasets"] for m in cfg["unlearn"]["methods"]
-            if plan.selection_source(cfg, ds, m) == (ds, m) and plan.grid_alphas(cfg, m)}
+            if exp.selection_source(ds, m) == (ds, m) and exp.grid_alphas(m)}
 
 
 def expected(old, new, redo_selections=(), reevaluate=False):
-    """The jobs a change must plan, from the two configs through qunlearn.plan: arms whose path is new,
+    """The jobs a change must plan, from the two configs' experiments: arms whose path is new,
     the selections that must be redone (grid or alphas changed, or named) and every arm that reads
     one of them, and the evaluations of those arms (of every model when ``reevaluate``)."""
-    old_ids = {(a.dataset, a.model_id) for a in plan.unlearn_jobs(old)}
+    old_exp, new_exp = Experiment(old), Experiment(new)
+    old_ids = {(a.dataset, a.model_id) for a in old_exp.unlearn_jobs()}
     sel = set(redo_selections)
     for ds, m in selections_with_grid(new) | {(d, m) for d in new["datasets"] for m in new["unlearn"]["methods"]
-                                              if plan.selection_source(new, d, m) == (d, m)}:
-        if m not in old["unlearn"]["methods"] or plan.grid_arms(old, ds, m) != plan.grid_arms(new, ds, m) \
-                or plan.method_config(old, m).alphas != plan.method_config(new, m).alphas:
+                                              if new_exp.selection_source(d, m) == (d, m)}:
+        if m not in old["unlearn"]["methods"] or old_exp.grid_arms(ds, m) != new_exp.grid_arms(ds, m) \
+                or old_exp.alphas(m) != new_exp.alphas(m):
             sel.add((ds, m))
-    arms = {(a.dataset, a.model_id) for a in plan.unlearn_jobs(new)
+    arms = {(a.dataset, a.model_id) for a in new_exp.unlearn_jobs()
             if (a.dataset, a.model_id) not in old_ids
-            or (a.alpha == plan.SELECTED and plan.selection_source(new, a.dataset, a.method) in sel)}
-    evals = {(ds, mid, s) for ds, mid, s in plan.evaluations(new) if reevaluate or (ds, mid) in arms}
+            or (a.alpha == SELECTED and new_exp.selection_source(a.dataset, a.method) in sel)}
+    evals = {(ds, mid, s) for ds, mid, s in new_exp.evaluations if reevaluate or (ds, mid) in arms}
     return {"unlearn": {unlearn_dir(*a) for a in arms},
             "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
             "select_alpha": {f"results/{ds}/selection/{m}.json" for ds, m in sel},
             # GPTQ/AWQ checkpoints and weight analyses follow the (re)made models
             "quantize": {f"results/{ds}/quant/{mid}/{s}" for ds, mid, s in evals
-                         if (ds, mid) in arms and plan.is_calibrated(new, s)},
+                         if (ds, mid) in arms and new_exp.schemes[s].calibrated},
             "analysis": {f"results/{ds}/analysis/{mid}" for ds, mid in arms
-                         if mid in plan.analysis_model_ids(new, ds)}}
+                         if mid in new_exp.analysis_model_ids(ds)}}
 
 
 def assert_plans(jobs, want):
@@ -187,17 +191,42 @@ def test_lr_of_one_method_replans_only_its_branch(finished_default, tmp_path):
     assert_plans(jobs, want)
 
 
+def test_npo_beta_replans_only_the_npo_family(finished_default, tmp_path):
+    """A method's own setting is part of exactly its jobs' params: NPO's beta on npo_gdr replans
+    npo_gdr's arms (and what reads its selection), no GA arm and no other NPO method."""
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["unlearn"]["methods"]["npo_gdr"].update(beta=0.2))
+    assert all(re.search(r"/unlearn/npo_gdr(_sure)?/", p) for p in outputs(jobs, "unlearn")), outputs(jobs, "unlearn")
+    # the grid arms of npo_gdr are remade, so its selection is redone and the arms reading it follow
+    assert_plans(jobs, _beta_expected(cfg))
+
+
+def _beta_expected(new):
+    """Arms of npo_gdr (changed params), its selection (its grid was remade), the arms reading the
+    selection (npo_gdr's SURE variant), and their evaluations/quantize/analysis jobs."""
+    exp = Experiment(new)
+    touched = {(a.dataset, a.model_id) for a in exp.unlearn_jobs()
+               if a.method == "npo_gdr" or (a.alpha == SELECTED and exp.selection_source(a.dataset, a.method)
+                                            == ("synth", "npo_gdr"))}
+    evals = {(ds, mid, s) for ds, mid, s in exp.evaluations if (ds, mid) in touched}
+    return {"unlearn": {unlearn_dir(*a) for a in touched},
+            "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
+            "select_alpha": {"results/synth/selection/npo_gdr.json"},
+            "quantize": {f"results/{ds}/quant/{mid}/{s}" for ds, mid, s in evals if exp.schemes[s].calibrated},
+            "analysis": {f"results/{ds}/analysis/{mid}" for ds, mid in touched if mid in exp.analysis_model_ids(ds)}}
+
+
 def test_a_new_scheme_adds_only_its_evaluations(finished_default, tmp_path):
     cfg, jobs = replan(finished_default, tmp_path, lambda c: c["quantize"]["schemes"].update(
         rtn4_g32={"quantizer": "rtn", "bits": 4, "group_size": 32}))
     assert "rtn4_g32" not in default_cfg()["quantize"]["schemes"]
-    want = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in plan.evaluations(cfg) if s == "rtn4_g32"}
+    exp = Experiment(cfg)
+    want = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in exp.evaluations if s == "rtn4_g32"}
     # each headline arm's weight analysis covers every scheme it is evaluated at (a method's
     # `schemes` may leave the new one out: the default's SURE arms)
-    analyses = {f"results/{ds}/analysis/{mid}" for ds in cfg["datasets"] for mid in plan.analysis_model_ids(cfg, ds)
-                if "rtn4_g32" in plan.model_schemes(cfg, ds, mid)}
+    analyses = {f"results/{ds}/analysis/{mid}" for ds in cfg["datasets"] for mid in exp.analysis_model_ids(ds)
+                if "rtn4_g32" in exp.model_schemes(ds, mid)}
     assert analyses != {f"results/{ds}/analysis/{mid}" for ds in cfg["datasets"]
-                        for mid in plan.analysis_model_ids(cfg, ds)}  # the SURE arms' are not replanned
+                        for mid in exp.analysis_model_ids(ds)}  # the SURE arms' are not replanned
     assert_plans(jobs, {"evaluate": want, "analysis": analyses})
 
 
@@ -224,23 +253,24 @@ def test_a_new_method_adds_only_its_branch(finished_without_a_method, tmp_path):
 
 
 def _everything(cfg):
-    evals = plan.evaluations(cfg)
+    exp = Experiment(cfg)
+    evals = exp.evaluations
     return {"release": 2 * len(cfg["datasets"]), "select_alpha": len(selections_with_grid(cfg)),
-            "unlearn": len(plan.unlearn_jobs(cfg)), "evaluate": len(evals),
-            "quantize": sum(1 for _, _, s in evals if plan.is_calibrated(cfg, s)),
-            "analysis": sum(len(plan.analysis_model_ids(cfg, ds)) for ds in cfg["datasets"]), **AGGREGATES}
+            "unlearn": len(exp.unlearn_jobs()), "evaluate": len(evals),
+            "quantize": sum(1 for _, _, s in evals if exp.schemes[s].calibrated),
+            "analysis": sum(len(exp.analysis_model_ids(ds)) for ds in cfg["datasets"]), **AGGREGATES}
 
 
 def test_the_corpus_seed_replans_everything_downstream_of_data_prep(finished_default, tmp_path):
     cfg, jobs = replan(finished_default, tmp_path,
                        lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1))
-    owned = plan.owned_datasets(cfg)
+    owned = Experiment(cfg).owned_datasets()
     assert job_stats(jobs) == {"prepare_data": len(owned), "train_base": 2 * len(owned), **_everything(cfg)}
 
 
 def test_the_model_size_replans_training_and_everything_after(finished_default, tmp_path):
     cfg, jobs = replan(finished_default, tmp_path, lambda c: c["model"].update(hidden_size=64))
-    assert job_stats(jobs) == {"train_base": 2 * len(plan.owned_datasets(cfg)), **_everything(cfg)}
+    assert job_stats(jobs) == {"train_base": 2 * len(Experiment(cfg).owned_datasets()), **_everything(cfg)}
 
 
 def test_unlearning_epochs_replan_unlearning_but_no_training(finished_default, tmp_path):

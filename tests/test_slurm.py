@@ -23,7 +23,8 @@ import yaml
 
 from conftest import CI_CONFIG, ROOT
 
-from qunlearn import plan, resources
+from qunlearn import resources
+from qunlearn.experiment import Experiment
 
 pytestmark = pytest.mark.slurm
 
@@ -86,8 +87,9 @@ def slurm_run(tmp_path_factory):
 def test_run_finished_and_planned_every_evaluation(slurm_run):
     assert (slurm_run["workdir"] / "paper" / "tables" / "metrics.csv").stat().st_size > 0
     cfg = yaml.safe_load(CONFIG.read_text())
-    assert slurm_run["planned"]["evaluate"] == len(plan.evaluations(cfg))
-    assert slurm_run["planned"]["unlearn"] == len(plan.unlearn_jobs(cfg))
+    exp = Experiment(cfg)
+    assert slurm_run["planned"]["evaluate"] == len(exp.evaluations)
+    assert slurm_run["planned"]["unlearn"] == len(exp.unlearn_jobs())
 
 
 @pytest.mark.skipif(CONFIG != CI_CONFIG, reason="the local e2e run is of configs/ci.yaml")

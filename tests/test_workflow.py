@@ -7,7 +7,7 @@ import sys
 import yaml
 
 from conftest import ROOT
-from qunlearn import plan
+from qunlearn.experiment import Experiment
 
 
 def snakemake(*args, cwd=ROOT, check=True):
@@ -93,17 +93,18 @@ def test_a_methods_schemes_narrow_only_its_headline_arm(default_config):
     schemes only; the bases, other methods and its sweep arms keep theirs."""
     m = "npo_gdr_sure"
     default_config["unlearn"]["methods"][m]["schemes"] = ["fp32", "rtn4", "gptq"]
-    evals = plan.evaluations(default_config)
-    head = plan.headline_arm(default_config, "synth", m).model_id
-    assert set(plan.model_schemes(default_config, "synth", head)) == {"fp32", "rtn4", "gptq"}
-    assert set(plan.model_schemes(default_config, "synth", "target")) == set(default_config["quantize"]["schemes"])
-    assert {s for ds, mid, s in evals if mid == plan.headline_arm(default_config, "synth", "npo_gdr").model_id
+    exp = Experiment(default_config)
+    head = exp.headline_arm("synth", m).model_id
+    assert set(exp.model_schemes("synth", head)) == {"fp32", "rtn4", "gptq"}
+    assert set(exp.model_schemes("synth", "target")) == set(default_config["quantize"]["schemes"])
+    assert {s for ds, mid, s in exp.evaluations if mid == exp.headline_arm("synth", "npo_gdr").model_id
             and ds == "synth"} == set(default_config["quantize"]["schemes"])
-    sweep = [a for a in plan.study_arms(default_config, "lr") if a.method == m and a.model_id != head]
-    assert sweep and all(set(plan.model_schemes(default_config, "synth", a.model_id))
+    sweep = [a for a in exp.study_arms("lr") if a.method == m and a.model_id != head]
+    assert sweep and all(set(exp.model_schemes("synth", a.model_id))
                          == set(default_config["sweeps"]["lr"]["schemes"]) for a in sweep)
-    targets = {(mid, s) for ds, mid, s in plan.analysis_targets(default_config) if ds == "synth" and mid == head}
-    assert targets == {(head, s) for s in ("fp32", "rtn4", "gptq")}
+    assert head in exp.analysis_model_ids("synth")
+    assert set(exp.analysis_params("synth", head)) == {"fp32", "rtn4", "gptq"}
+    assert set(exp.analysis_inputs("synth", head)) == {"target", "unlearned", "target_gptq", "unlearned_gptq"}
 
 
 def test_dry_run_plans_quantize_and_analysis_jobs_for_calibrated_schemes_only(tmp_path, default_config):

@@ -197,11 +197,12 @@ class PretrainedConfig:
 
 @dataclass
 class DatasetConfig:
-    source: str = "synthetic"  # synthetic | muse | reuse
-    synthetic: SyntheticCorpusConfig = field(default_factory=SyntheticCorpusConfig)
-    muse: Optional[MuseConfig] = None  # source: muse
+    # metadata "data": the settings the data stage depends on (its params; docs "Rerun semantics")
+    source: str = field(default="synthetic", metadata={"data": True})  # synthetic | muse | reuse
+    synthetic: SyntheticCorpusConfig = field(default_factory=SyntheticCorpusConfig, metadata={"data": True})
+    muse: Optional[MuseConfig] = field(default=None, metadata={"data": True})  # source: muse
     pretrained: Optional[PretrainedConfig] = None  # bases not trained here (null = train both)
-    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig, metadata={"data": True})
     reuse: Optional[str] = None  # source: reuse -> name of the dataset whose data + training we share
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     methods: Optional[list[str]] = None  # unlearning methods run on this dataset (null = all)
@@ -245,40 +246,64 @@ class TrainConfig:
 
 @dataclass
 class UnlearnConfig:
-    """One unlearning job: method x alpha x lr (the rest is shared by all methods)."""
+    """One unlearning job: a method with its own resolved settings (``settings``, from the method's
+    spec), the arm's coordinates (alpha, lr, epochs, loss variant) and the training settings every
+    method shares."""
 
     method: str = "ga_gdr"
     alpha: float = 1.0
     lr: float = 3e-5
     epochs: int = 200
     batch_size: int = 32
-    npo_beta: float = 0.1
     loss_variant: str = "faithful"  # faithful | paper_code (NPO/KL on raw logits, as the release did)
     weight_decay: float = 0.0
     max_grad_norm: Optional[float] = None
-    sure_percentile: float = 90.0  # SURE methods: keep rows at or above this saliency percentile
-    sure_level: str = "row"  # row | module
-    # Memory (README "Real scale"): optimizer adamw | adamw_8bit (bitsandbytes) | adafactor;
-    # where the frozen reference of NPO/KL lives: same (the model's device), cpu, or cuda:N.
+    # Memory (docs "Real scale"): optimizer adamw | adamw_8bit (bitsandbytes) | adafactor;
+    # where the frozen reference lives: same (the model's device), cpu, or cuda:N.
     optimizer: str = "adamw"
     reference_device: str = "same"
     gradient_checkpointing: bool = False
+    settings: dict[str, Any] = field(default_factory=dict)  # the method's own settings (e.g. NPO's beta)
+
+    JOB_ONLY = ("method", "alpha", "settings")  # set per job; every other field is a key of the unlearn section
 
     def validate(self, where: str) -> None:
-        if self.sure_level not in ("row", "module"):
-            raise ConfigError(f"{where}.sure_level: {self.sure_level!r} unknown; use 'row' or 'module'")
-        if not 0.0 <= self.sure_percentile <= 100.0:
-            raise ConfigError(f"{where}.sure_percentile: must be in [0, 100], got {self.sure_percentile}")
-        if self.loss_variant not in ("faithful", "paper_code"):
-            raise ConfigError(
-                f"{where}.loss_variant: {self.loss_variant!r} unknown; use 'faithful' or 'paper_code'"
-            )
+        if self.loss_variant not in LOSS_VARIANTS:
+            raise ConfigError(f"{where}.loss_variant: {self.loss_variant!r} unknown; use one of {', '.join(LOSS_VARIANTS)}")
         if self.lr <= 0:
             raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
-        if self.optimizer not in ("adamw", "adamw_8bit", "adafactor"):
-            raise ConfigError(f"{where}.optimizer: {self.optimizer!r} unknown; use adamw, adamw_8bit or adafactor")
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"{where}: epochs and batch_size must be >= 1")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"{where}.optimizer: {self.optimizer!r} unknown; use one of {', '.join(OPTIMIZERS)}")
         if not (self.reference_device in ("same", "cpu") or self.reference_device.startswith("cuda:")):
             raise ConfigError(f"{where}.reference_device: {self.reference_device!r}; use same, cpu or cuda:N")
+
+
+LOSS_VARIANTS = ("faithful", "paper_code")
+OPTIMIZERS = ("adamw", "adamw_8bit", "adafactor")
+
+
+def _unlearn_section_fields():
+    """The unlearn section: every UnlearnConfig field but the per-job ones (their defaults apply to
+    every arm; lr, epochs and loss_variant are the arms' defaults), the methods and the selection
+    rule. Derived from UnlearnConfig, so a new training setting cannot be dropped from jobs' params."""
+    shared = [(f.name, f.type, field(default=f.default) if f.default is not dataclasses.MISSING
+               else field(default_factory=f.default_factory))
+              for f in dataclasses.fields(UnlearnConfig) if f.name not in UnlearnConfig.JOB_ONLY]
+    return [*shared, ("methods", dict[str, Any], field(default_factory=dict)),
+            ("alpha_selection", AlphaSelectionConfig, field(default_factory=AlphaSelectionConfig))]
+
+
+MOVED_UNLEARN_KEYS = {"npo_beta": "beta", "sure_percentile": "percentile", "sure_level": "level"}
+
+
+def _validate_unlearn_section(self, where: str) -> None:
+    for key in self.methods:  # the per-method settings are validated by each method's spec (experiment.py)
+        if not isinstance(self.methods[key], dict) and self.methods[key] is not None:
+            raise ConfigError(f"{where}.methods.{key}: expected a mapping of settings, got {self.methods[key]!r}")
+    shared = {k: getattr(self, k) for k in self.SHARED}
+    from_dict(UnlearnConfig, shared, where)
 
 
 # Each quantizer's settings and their defaults: the one place a scheme's defaults are visible.
@@ -400,47 +425,32 @@ class SchemeConfig:
 
 
 @dataclass
-class EvalConfig:
+class GenerationConfig:
+    """The generation settings of evaluation (also used by train_base's memorisation checks)."""
+
     batch_size: int = 32
     verbmem_max_new_tokens: int = 128
     knowmem_max_new_tokens: int = 32
-    mink_k: float = 0.4
+
+
+@dataclass
+class EvalConfig(GenerationConfig):
+    mink_k: float = 0.4  # Min-K% Prob fraction of the PrivLeak MIA
 
 
 @dataclass
 class ReportConfig:
-    full_precision_scheme: str = "fp32"
+    full_precision_scheme: str = field(default="fp32", metadata={"figures": True})
     privleak_reference_scheme: str = "fp32"
     utility_constrained: list[str] = field(
         default_factory=lambda: ["ga_gdr", "ga_klr", "npo_gdr", "npo_klr"]
     )
-    figure_schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn8", "rtn4"])
-    figure_dpi: int = 150
-    quantized_scheme: str = "rtn4"  # compared with full precision in the SURE table and the lr figure
-
-
-@dataclass
-class MethodConfig:
-    """``unlearn.methods.<name>``: the alpha grid, an optional lr and an optional scheme subset.
-
-    With two or more alphas the grid is run and ``alpha_selection`` picks one (README, "Alpha grid");
-    with one alpha that one is used. A SURE method without ``alphas`` takes the alpha selected for
-    its objective (``ga_gdr_sure`` -> ``ga_gdr``)."""
-
-    alphas: Optional[list[float]] = None
-    lr: Optional[float] = None  # null = unlearn.lr
-    # the schemes its headline arms are evaluated at, within the dataset's (null = all of them)
-    schemes: Optional[list[str]] = None
-
-    def validate(self, where: str) -> None:
-        if self.schemes is not None and (not self.schemes or len(set(self.schemes)) != len(self.schemes)):
-            raise ConfigError(f"{where}.schemes: a non-empty list without repeats, got {self.schemes}")
-        if self.alphas is not None and (not self.alphas or any(a < 0 for a in self.alphas)):
-            raise ConfigError(f"{where}.alphas: a non-empty list of numbers >= 0, got {self.alphas}")
-        if self.alphas is not None and len(set(self.alphas)) != len(self.alphas):
-            raise ConfigError(f"{where}.alphas: repeated value in {self.alphas}")
-        if self.lr is not None and self.lr <= 0:
-            raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
+    # metadata: "figure_only" settings change only how figures look (rule figures, not aggregate);
+    # "figures" settings are read by both (figure_schemes also orders the tables' scheme columns)
+    figure_schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn8", "rtn4"], metadata={"figures": True})
+    figure_dpi: int = field(default=150, metadata={"figure_only": True})
+    # compared with full precision in the SURE table and the lr figure
+    quantized_scheme: str = field(default="rtn4", metadata={"figures": True})
 
 
 @dataclass
@@ -511,3 +521,11 @@ class ComputeConfig:
     gpu_mem_gb: float = 80.0  # memory of one GPU of the target partition
     max_gpus: int = 2  # at most this many GPUs per job (e.g. the NPO/KL reference on a second one)
     runtime_scale: float = 1.0  # multiply every estimated runtime (slower GPUs, bigger data)
+
+
+UnlearnSection = dataclasses.make_dataclass(
+    "UnlearnSection", _unlearn_section_fields(),
+    namespace={"SHARED": tuple(f.name for f in dataclasses.fields(UnlearnConfig) if f.name not in UnlearnConfig.JOB_ONLY),
+               "validate": _validate_unlearn_section,
+               "__doc__": "The ``unlearn`` section (see _unlearn_section_fields)."})
+UnlearnSection.__module__ = __name__  # its annotations are resolved in this module (typing.get_type_hints)

@@ -1,10 +1,11 @@
 """Cluster resources of each job (GPUs, memory, runtime), computed from the config's model size.
 
-Pure Python (no torch import): the rules call :func:`rule_resources` at planning time. Numbers are
+Pure Python (no torch import): the rules call :func:`rule_resources` with the experiment object at
+planning time; whether a job holds a frozen reference is the method's trait (``reference_outputs``). Numbers are
 estimates for sizing SLURM requests, not measurements; ``compute.runtime_scale`` stretches every
 runtime and ``--set-resources RULE:mem_mb=...`` overrides any of them on the command line.
 
-The memory plan of one unlearning job (README, "Real scale"), per parameter in bytes:
+The memory plan of one unlearning job (docs "Real scale"), per parameter in bytes:
 
     weights                 b        (b = 2 for bf16/fp16, 4 for fp32)
     gradients               b
@@ -23,8 +24,12 @@ from __future__ import annotations
 
 import math
 
-from . import plan
-from .config import ComputeConfig, ModelConfig, PretrainedConfig, TrainConfig, UnlearnConfig, from_dict
+from typing import TYPE_CHECKING
+
+from .config import ModelConfig, from_dict
+
+if TYPE_CHECKING:
+    from .experiment import Experiment
 
 GB = 1e9
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -40,20 +45,13 @@ def tiny_llama_params(model: dict | None, vocab_size: int) -> int:
     return n * per_layer + embeddings + h
 
 
-def model_size(config: dict, dataset: str) -> tuple[float, int]:
+def model_size(exp: "Experiment", dataset: str) -> tuple[float, int]:
     """(number of parameters, bytes per parameter) of the models of ``dataset``."""
-    owner = plan.dataset_owner(config, dataset)
-    ds = config["datasets"][owner]
-    pre = ds.get("pretrained")
-    if pre and (pre.get("target") or pre.get("retrain")):
-        cfg = from_dict(PretrainedConfig, pre, f"datasets.{owner}.pretrained")
-        return cfg.n_params, BYTES[cfg.dtype]
-    vocab = (ds.get("tokenizer") or {}).get("vocab_size", 2048)
-    return float(tiny_llama_params(config.get("model"), vocab)), 4
-
-
-def needs_reference(method: str) -> bool:
-    return method.startswith("npo") or "_klr" in method
+    ds = exp.datasets[exp.owner(dataset)]
+    pre = ds.pretrained
+    if pre is not None and (pre.target is not None or pre.retrain is not None):
+        return pre.n_params, BYTES[pre.dtype]
+    return float(tiny_llama_params(exp.config.get("model"), ds.tokenizer.vocab_size)), 4
 
 
 def memory_plan(n_params: float, bytes_per_param: int, optimizer: str = "adamw",
@@ -72,20 +70,13 @@ def memory_plan(n_params: float, bytes_per_param: int, optimizer: str = "adamw",
     return {k: round(v, 3) for k, v in plan_gb.items()}
 
 
-def _unlearn_cfg(config: dict) -> UnlearnConfig:
-    unl = config.get("unlearn") or {}
-    raw = {k: unl[k] for k in plan.UNLEARN_SHARED_KEYS if k in unl}
-    return from_dict(UnlearnConfig, raw, "unlearn")
-
-
-def rule_resources(config: dict, rule: str, dataset: str, method: str | None = None,
+def rule_resources(exp: "Experiment", rule: str, dataset: str, method: str | None = None,
                    epochs: int | str | None = None) -> dict:
     """{gpu, mem_mb, runtime (minutes)} of one job of ``rule`` (a GPU rule) on ``dataset``;
     ``epochs``: an unlearn arm's own epochs (default: unlearn.epochs)."""
     if rule not in GPU_RULES:
         raise ValueError(f"rule_resources: {rule!r} is not a GPU rule ({', '.join(GPU_RULES)})")
-    compute = from_dict(ComputeConfig, config.get("compute"), "compute")
-    n, b = model_size(config, dataset)
+    n, b = model_size(exp, dataset)
     billions = n / 1e9
     weights_gb = n * b / GB
     gpus = 1
@@ -98,20 +89,19 @@ def rule_resources(config: dict, rule: str, dataset: str, method: str | None = N
         host_gb = 2.0 * weights_gb
         minutes = 15 + 30 * billions / 7.0
     else:
-        unl = _unlearn_cfg(config)
+        unl = exp.unlearn
         if rule == "unlearn":
-            ref = needs_reference(method or "")
+            ref = method is not None and exp.method_specs[method].needs_reference
             mp = memory_plan(n, b, unl.optimizer, ref, unl.reference_device)
-            epochs = int(epochs) if epochs is not None else int(plan.default_epochs(config))
+            epochs = int(epochs) if epochs is not None else int(unl.epochs)
             if mp["reference_device"] > 0:
                 gpus = 2
         else:  # train_base: the tiny model only (pretrained bases are fetched, not trained)
             mp = memory_plan(n, b, "adamw")
-            epochs = from_dict(TrainConfig, config.get("train"), "train").max_epochs
+            epochs = exp.train.max_epochs
         host_gb = mp["host_ram"] + weights_gb
         # ~20 GPU-minutes per epoch of MUSE-News for a 7B model on one 80 GB GPU, linear in size
         minutes = 10 + 20 * (billions / 7.0) * epochs
     mem_mb = int(math.ceil(max(3000.0, 1000.0 * (host_gb + 2.5)) / 100.0) * 100)
-    runtime = int(math.ceil(max(30.0, minutes * compute.runtime_scale)))
-    return {"gpu": min(gpus, compute.max_gpus), "mem_mb": mem_mb, "runtime": runtime}
-
+    runtime = int(math.ceil(max(30.0, minutes * exp.compute.runtime_scale)))
+    return {"gpu": min(gpus, exp.compute.max_gpus), "mem_mb": mem_mb, "runtime": runtime}

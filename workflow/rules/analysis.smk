@@ -1,23 +1,22 @@
 rule analysis:
-    """Weight change of one unlearned model vs its released target, one JSON per scheme of its
-    dataset: cosine, relative L2, fraction of changed quantized codes (overall, per module type,
-    per layer). One job per model (the weights are loaded once; the per-scheme work is ~0.1 s)."""
+    """Weight change of one model vs its released target, one JSON per scheme it is evaluated at:
+    cosine, relative L2, fraction of changed quantized codes (overall, per module type, per layer).
+    One job per model (the weights are loaded once; the per-scheme work is ~0.1 s)."""
     input:
-        unpack(analysis_inputs),
+        unpack(lambda w: EXP.analysis_inputs(w.dataset, w.model_id)),
     output:
-        directory(f"{RESULTS}/{{dataset}}/analysis/{{model_id}}"),
+        directory(paths.ANALYSIS),
     params:
-        schemes=lambda w: as_json(
-            {s: plan.scheme_slice(config, s) for s in model_schemes(w.dataset, w.model_id)}
-        ),
-        calibrated=lambda w: as_json(sorted(calibrated_schemes(w.dataset, w.model_id))),  # order-free
+        schemes=lambda w: as_json(EXP.analysis_params(w.dataset, w.model_id)),
+        # order-free
+        calibrated=lambda w: as_json(sorted(EXP.calibrated_schemes(w.dataset, w.model_id))),
     threads: THREADS
     resources:
         mem_mb=2000,
     log:
-        "logs/analysis/{dataset}/{model_id}.log",
+        paths.log_file("analysis", "{dataset}", "{model_id}"),
     benchmark:
-        "benchmarks/analysis/{dataset}/{model_id}.tsv"
+        paths.benchmark_file("analysis", "{dataset}", "{model_id}")
     conda:
         CONDA_ENV
     script:

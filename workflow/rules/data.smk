@@ -1,16 +1,14 @@
 rule prepare_data:
-    """Synthetic MUSE-format corpus and its tokenizer."""
+    """MUSE-format splits and the tokenizer of one dataset (synthetic, or MUSE itself)."""
     output:
-        directory(f"{RESULTS}/{{dataset}}/data"),
+        directory(paths.DATA),
     params:
-        dataset=lambda w: as_json(
-            {k: v for k, v in config["datasets"][w.dataset].items() if k != "pretrained"}
-        ),
+        dataset=lambda w: as_json(EXP.data_params(w.dataset)),
     localrule: True  # cheap (synthetic) or a small download (MUSE: where the network is)
     log:
-        "logs/prepare_data/{dataset}.log",
+        paths.log_file("prepare_data", "{dataset}"),
     benchmark:
-        "benchmarks/prepare_data/{dataset}.tsv"
+        paths.benchmark_file("prepare_data", "{dataset}")
     conda:
         CONDA_ENV
     script:

@@ -1,28 +1,28 @@
 rule evaluate:
-    """Quantize one model with one scheme and compute M1-M4 with per-item outputs. Cheap schemes
-    quantize on the fly; calibrated ones (GPTQ, AWQ) load the quantize rule's checkpoint."""
+    """Quantize one model with one scheme and compute every metric with per-item outputs. Cheap
+    schemes quantize on the fly; calibrated ones (GPTQ, AWQ) load the quantize rule's checkpoint."""
     input:
-        model=lambda w: eval_model_input(w.dataset, w.model_id, w.scheme),
-        data=lambda w: data_dir(w.dataset),
+        model=lambda w: EXP.eval_model_input(w.dataset, w.model_id, w.scheme),
+        data=lambda w: EXP.data_dir(w.dataset),
     output:
         report(
-            f"{RESULTS}/{{dataset}}/eval/{{model_id}}/{{scheme}}.json",
+            paths.EVAL,
             caption="../report/evaluate.rst",
             category="2. Evaluations",
             subcategory="{scheme}",
             labels={"dataset": "{dataset}", "model": "{model_id}", "scheme": "{scheme}"},
         ),
     params:
-        scheme=lambda w: as_json(plan.scheme_slice(config, w.scheme)),
-        evaluate=as_json(plan.stage_slice(config, "evaluate", EvalConfig)),
+        scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
+        evaluate=as_json(EXP.evaluate_params()),
         seed=SEED,
     threads: THREADS
     resources:
         **job_resources("evaluate"),
     log:
-        "logs/evaluate/{dataset}/{model_id}/{scheme}.log",
+        paths.log_file("evaluate", "{dataset}", "{model_id}", "{scheme}"),
     benchmark:
-        "benchmarks/evaluate/{dataset}/{model_id}/{scheme}.tsv"
+        paths.benchmark_file("evaluate", "{dataset}", "{model_id}", "{scheme}")
     conda:
         CONDA_ENV
     script:

@@ -2,19 +2,19 @@ rule fetch_model:
     """A base taken as published (hub id or local path, datasets.<name>.pretrained.<base>): copied
     in the configured dtype with the dataset's tokenizer. Replaces train_base for that base."""
     input:
-        data=f"{RESULTS}/{{dataset}}/data",
+        data=paths.DATA,
     output:
-        directory(f"{RESULTS}/{{dataset}}/models/pretrained/{{base}}"),
+        directory(paths.PRETRAINED),
     params:
-        model=lambda w: as_json(plan.pretrained_base(config, w.dataset, w.base)),
+        model=lambda w: as_json(EXP.pretrained_base(w.dataset, w.base)),
     threads: 1
     resources:
         mem_mb=fetch_mem_mb,
         runtime=120,
     log:
-        "logs/fetch_model/{dataset}/{base}.log",
+        paths.log_file("fetch_model", "{dataset}", "{base}"),
     benchmark:
-        "benchmarks/fetch_model/{dataset}/{base}.tsv"
+        paths.benchmark_file("fetch_model", "{dataset}", "{base}")
     conda:
         CONDA_ENV
     script:

@@ -2,22 +2,22 @@ rule quantize:
     """Calibrate and quantize one model with one calibrated scheme (GPTQ, AWQ): dense deployed
     weights + integer codes, cached on disk for evaluate and analysis."""
     input:
-        model=lambda w: model_dir(w.dataset, w.model_id),
-        data=lambda w: data_dir(w.dataset),
+        model=lambda w: paths.model_dir(w.dataset, w.model_id),
+        data=lambda w: EXP.data_dir(w.dataset),
     output:
-        directory(f"{RESULTS}/{{dataset}}/quant/{{model_id}}/{{scheme}}"),
+        directory(paths.QUANT),
     params:
-        scheme=lambda w: as_json(plan.scheme_slice(config, w.scheme)),
+        scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
         seed=SEED,
     wildcard_constraints:
-        scheme=_alt([s for s in config["quantize"]["schemes"] if plan.is_calibrated(config, s)]),
+        scheme=_alt(EXP.calibrated_scheme_names()),
     threads: THREADS
     resources:
         **job_resources("quantize"),
     log:
-        "logs/quantize/{dataset}/{model_id}/{scheme}.log",
+        paths.log_file("quantize", "{dataset}", "{model_id}", "{scheme}"),
     benchmark:
-        "benchmarks/quantize/{dataset}/{model_id}/{scheme}.tsv"
+        paths.benchmark_file("quantize", "{dataset}", "{model_id}", "{scheme}")
     conda:
         CONDA_ENV
     script:

@@ -1,7 +1,7 @@
-# Cluster resources of the GPU rules (train_base, unlearn, quantize, evaluate), computed from the config's
-# model size by qunlearn.resources.rule_resources (README "Real scale": memory plan, runtimes).
-# The partition is a cluster fact: profiles/slurm sends jobs that ask for a `gpu` to the GPU
-# partition. Local runs ignore `gpu` and `runtime`.
+# Cluster resources of the GPU rules (train_base, unlearn, quantize, evaluate), computed from the
+# config's model size and each method's traits by qunlearn.resources.rule_resources (docs "Real
+# scale": memory plan, runtimes). The partition is a cluster fact: profiles/slurm sends jobs that
+# ask for a `gpu` to the GPU partition. Local runs ignore `gpu` and `runtime`.
 
 from qunlearn import resources as qresources
 
@@ -11,12 +11,12 @@ def job_resources(rule_name):
 
     def get(key):
         return lambda w: qresources.rule_resources(
-            config, rule_name, w.dataset, getattr(w, "method", None), getattr(w, "epochs", None)
+            EXP, rule_name, w.dataset, getattr(w, "method", None), getattr(w, "epochs", None)
         )[key]
 
     return {key: get(key) for key in ("gpu", "mem_mb", "runtime")}
 
 
 def fetch_mem_mb(wildcards):
-    n, b = qresources.model_size(config, wildcards.dataset)
+    n, b = qresources.model_size(EXP, wildcards.dataset)
     return int(max(2000, 2 * n * b / 1e6 + 2000))

@@ -1,21 +1,21 @@
 rule train_base:
     """Train the target (forget + retain) or the retrain reference (retain only) until memorised."""
     input:
-        data=f"{RESULTS}/{{dataset}}/data",
+        data=paths.DATA,
     output:
-        directory(f"{RESULTS}/{{dataset}}/models/trained/{{base}}"),
+        directory(paths.TRAINED),
     params:
-        model=as_json(plan.stage_slice(config, "model", ModelConfig)),
-        train=as_json(plan.stage_slice(config, "train", TrainConfig)),
-        evaluate=as_json(plan.train_check_eval_slice(config)),
+        model=as_json(EXP.model_params()),
+        train=as_json(EXP.train_params()),
+        evaluate=as_json(EXP.train_check_eval_params()),
         seed=SEED,
     threads: THREADS
     resources:
         **job_resources("train_base"),
     log:
-        "logs/train_base/{dataset}/{base}.log",
+        paths.log_file("train_base", "{dataset}", "{base}"),
     benchmark:
-        "benchmarks/train_base/{dataset}/{base}.tsv"
+        paths.benchmark_file("train_base", "{dataset}", "{base}")
     conda:
         CONDA_ENV
     script:
@@ -25,15 +25,15 @@ rule train_base:
 rule release:
     """Publish a trained model, optionally snapped onto an RTN grid (datasets.<name>.release)."""
     input:
-        trained=lambda w: trained_dir(w.dataset, w.base),
+        trained=lambda w: EXP.trained_dir(w.dataset, w.base),
     output:
-        directory(f"{RESULTS}/{{dataset}}/models/{{base}}"),
+        directory(paths.MODEL.replace("{model_id}", "{base}")),
     params:
-        release=lambda w: as_json(config["datasets"][w.dataset].get("release")),
+        release=lambda w: as_json(EXP.release_params(w.dataset)),
     log:
-        "logs/release/{dataset}/{base}.log",
+        paths.log_file("release", "{dataset}", "{base}"),
     benchmark:
-        "benchmarks/release/{dataset}/{base}.tsv"
+        paths.benchmark_file("release", "{dataset}", "{base}")
     conda:
         CONDA_ENV
     script:

@@ -1,20 +1,20 @@
 rule unlearn:
     """Unlearn D_f from the released target: one method, alpha (or the selected one), lr, epochs, loss."""
     input:
-        unpack(unlearn_inputs),
+        unpack(lambda w: EXP.unlearn_inputs(arm_of(w))),
     output:
-        directory(f"{RESULTS}/{{dataset}}/models/unlearn/{ARM}"),
+        directory(paths.MODEL.replace("{model_id}", paths.ARM)),
     params:
-        unlearn=lambda w: as_json(plan.unlearn_slice(config, arm_of(w))),
-        max_length=plan.stage_slice(config, "model", ModelConfig)["max_length"],
+        unlearn=lambda w: as_json(EXP.unlearn_params(arm_of(w))),
+        max_length=EXP.model.max_length,
         seed=SEED,
     threads: THREADS
     resources:
         **job_resources("unlearn"),
     log:
-        f"logs/unlearn/{{dataset}}/{ARM}.log",
+        paths.log_file("unlearn", "{dataset}", paths.ARM),
     benchmark:
-        f"benchmarks/unlearn/{{dataset}}/{ARM}.tsv"
+        paths.benchmark_file("unlearn", "{dataset}", paths.ARM)
     conda:
         CONDA_ENV
     script:
@@ -24,16 +24,16 @@ rule unlearn:
 rule select_alpha:
     """Pick the method's alpha from its grid (unlearn.alpha_selection); a single alpha passes through."""
     input:
-        unpack(selection_inputs),
+        unpack(lambda w: EXP.selection_inputs(w.dataset, w.method)),
     output:
-        f"{RESULTS}/{{dataset}}/selection/{{method}}.json",
+        paths.SELECTION,
     params:
-        alphas=lambda w: as_json(plan.method_config(config, w.method).alphas),
-        alphas_text=lambda w: plan.grid_alphas(config, w.method),
-        selection=as_json(plan.alpha_selection_slice(config)),
+        alphas=lambda w: as_json(EXP.alphas(w.method)),
+        alphas_text=lambda w: EXP.grid_alphas(w.method),
+        selection=as_json(EXP.alpha_selection_params()),
     localrule: True
     log:
-        "logs/select_alpha/{dataset}/{method}.log",
+        paths.log_file("select_alpha", "{dataset}", "{method}"),
     conda:
         CONDA_ENV
     script:

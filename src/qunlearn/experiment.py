@@ -1,0 +1,461 @@
+"""The experiment: the validated config as one immutable, torch-free object that answers every
+planning question (datasets, bases, arms, studies, evaluations, quantize and analysis jobs, each
+job's params, resources). Built once per parse by ``workflow/rules/common.smk``
+(``EXP = Experiment(config)``); the tests build the same object from the same dict.
+
+Planning vocabulary:
+- a *dataset* owns its data and bases unless ``source: reuse`` (then its *owner* does);
+- an *arm* (paths.Arm) is one unlearned model: method x alpha x lr x epochs x loss variant;
+- the *headline arm* of a method is the selected alpha at the method's lr, epochs and loss;
+- the *alpha grid* of a method with two or more alphas is run where its selection is made;
+- the *studies* (``sweeps.lr``, ``sweeps.epochs``, ``sweeps.loss_variant``) vary one coordinate of a
+  headline arm;
+- an *evaluation* is (dataset, model id, scheme).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import cached_property
+from typing import Any, Optional
+
+from . import paths
+from .config import (
+    AlphaSelectionConfig,
+    ComputeConfig,
+    ConfigError,
+    DatasetConfig,
+    EvalConfig,
+    MOVED_UNLEARN_KEYS,
+    GenerationConfig,
+    ModelConfig,
+    PretrainedConfig,
+    ReleaseConfig,
+    ReportConfig,
+    SweepsConfig,
+    TrainConfig,
+    UnlearnConfig,
+    UnlearnSection,
+    from_dict,
+    to_dict,
+)
+from .paths import BASES, SELECTED, Arm, fmt_num
+from .plugins import METHODS, MethodSpec, Scheme
+from .registries import PLUGIN_MODULES  # noqa: F401  (fills the registries)
+
+STUDIES = ("alpha_grid", "lr", "epochs", "loss_variant")
+SWEEP_COORDINATE = {"lr": "lr", "epochs": "epochs", "loss_variant": "loss"}  # study -> the Arm field it varies
+
+
+def _stage_params(obj) -> dict:
+    return to_dict(obj)
+
+
+class Experiment:
+    """Every planning answer for one config (a plain dict, as Snakemake holds it)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.seed: int = config.get("seed", 0)
+        self.threads: int = config.get("threads", 1)
+        raw_datasets = config.get("datasets") or {}
+        if not raw_datasets:
+            raise ConfigError("datasets: at least one dataset")
+        self.datasets: dict[str, DatasetConfig] = {
+            name: from_dict(DatasetConfig, ds, f"datasets.{name}") for name, ds in raw_datasets.items()}
+        self.model: ModelConfig = from_dict(ModelConfig, config.get("model"), "model")
+        self.train: TrainConfig = from_dict(TrainConfig, config.get("train"), "train")
+        self.evaluate: EvalConfig = from_dict(EvalConfig, config.get("evaluate"), "evaluate")
+        self.report: ReportConfig = from_dict(ReportConfig, config.get("report"), "report")
+        self.compute: ComputeConfig = from_dict(ComputeConfig, config.get("compute"), "compute")
+        for old, new in MOVED_UNLEARN_KEYS.items():
+            if old in (config.get("unlearn") or {}):
+                raise ConfigError(f"unlearn.{old}: now a setting of each method that has it, "
+                                  f"unlearn.methods.<method>.{new} (docs: Configuration reference)")
+        self.unlearn: UnlearnSection = from_dict(UnlearnSection, config.get("unlearn"), "unlearn")
+        self.sweeps: SweepsConfig = from_dict(SweepsConfig, config.get("sweeps"), "sweeps")
+        raw_schemes = (config.get("quantize") or {}).get("schemes") or {}
+        if not raw_schemes:
+            raise ConfigError("quantize.schemes: at least one scheme")
+        self.schemes: dict[str, Scheme] = {n: Scheme.from_config(n, s) for n, s in raw_schemes.items()}
+        if not self.unlearn.methods:
+            raise ConfigError("unlearn.methods: at least one method")
+        self.method_specs: dict[str, MethodSpec] = {
+            m: METHODS.get(m, f"unlearn.methods.{m}") for m in self.unlearn.methods}
+        self.method_settings: dict[str, Any] = {
+            m: spec.resolve(self.unlearn.methods[m], f"unlearn.methods.{m}") for m, spec in self.method_specs.items()}
+        self._check()
+
+    # ---- checks across sections (the JSON schema and the dataclasses check each section) -------------
+    def _check(self) -> None:
+        for name, ds in self.datasets.items():
+            if ds.source == "reuse":
+                if ds.reuse not in self.datasets:
+                    raise ConfigError(f"datasets.{name}.reuse: no dataset named {ds.reuse!r}")
+                if self.datasets[ds.reuse].source == "reuse":
+                    raise ConfigError(f"datasets.{name}.reuse: {ds.reuse!r} itself reuses another dataset")
+                if ds.pretrained is not None:
+                    raise ConfigError(f"datasets.{name}.pretrained: a reuse dataset takes the models of "
+                                      f"{ds.reuse!r}; configure pretrained there")
+            for m in ds.methods or []:
+                self._known_method(m, f"datasets.{name}.methods")
+            self._check_scheme_subset(f"datasets.{name}.schemes", ds.schemes)
+        r = self.report
+        for key in ("full_precision_scheme", "privleak_reference_scheme", "quantized_scheme"):
+            self._known_scheme(getattr(r, key), f"report.{key}")
+        for s in r.figure_schemes:
+            self._known_scheme(s, "report.figure_schemes")
+        if self.schemes[r.full_precision_scheme].quantizer != "none":
+            raise ConfigError(f"report.full_precision_scheme: {r.full_precision_scheme!r} must use quantizer 'none'")
+        for m in r.utility_constrained:
+            self._known_method(m, "report.utility_constrained")
+        for m in self.unlearn.methods:
+            self._check_scheme_subset(f"unlearn.methods.{m}.schemes", self.method_settings[m].schemes)
+            self.selection_source(next(iter(self.datasets)), m)  # alphas present or inherited
+        for s in self.unlearn.alpha_selection.schemes:
+            self._known_scheme(s, "unlearn.alpha_selection.schemes")
+        for study, sweep in self._sweeps():
+            for m in sweep.methods:
+                self._known_method(m, f"sweeps.{study}.methods")
+            for s in sweep.schemes:
+                self._known_scheme(s, f"sweeps.{study}.schemes")
+            for d in sweep.datasets or []:
+                if d not in self.datasets:
+                    raise ConfigError(f"sweeps.{study}.datasets: no dataset named {d!r}")
+        for arm in self.unlearn_jobs():
+            self.unlearn_params(arm)  # validates every job's UnlearnConfig
+
+    def _known_method(self, m: str, where: str) -> None:
+        if m not in self.unlearn.methods:
+            raise ConfigError(f"{where}: {m!r} is not configured under unlearn.methods "
+                              f"(configured: {', '.join(self.unlearn.methods)})")
+
+    def _known_scheme(self, s: str, where: str) -> None:
+        if s not in self.schemes:
+            raise ConfigError(f"{where}: {s!r} is not a scheme under quantize.schemes "
+                              f"(configured: {', '.join(self.schemes)})")
+
+    def _check_scheme_subset(self, where: str, subset: Optional[list[str]]) -> None:
+        """A scheme list that narrows quantize.schemes (null = all): known names, and the report's
+        full-precision and PrivLeak reference schemes among them."""
+        if subset is None:
+            return
+        for s in subset:
+            self._known_scheme(s, where)
+        for key in ("full_precision_scheme", "privleak_reference_scheme"):
+            if getattr(self.report, key) not in subset:
+                raise ConfigError(f"{where}: must include report.{key} ({getattr(self.report, key)!r})")
+
+    # ---- datasets and bases --------------------------------------------------------------------------
+    def owner(self, dataset: str) -> str:
+        """The dataset whose data and trained weights ``dataset`` uses (itself unless source: reuse)."""
+        ds = self.datasets[dataset]
+        return ds.reuse if ds.source == "reuse" else dataset
+
+    def owned_datasets(self) -> list[str]:
+        return [d for d in self.datasets if self.owner(d) == d]
+
+    def pretrained_base(self, dataset: str, base: str) -> Optional[dict]:
+        """{hub_id|path, revision, dtype, trust_remote_code} when ``base`` of ``dataset`` (its owner's)
+        is taken as published, else None (the base is trained)."""
+        pre: Optional[PretrainedConfig] = self.datasets[self.owner(dataset)].pretrained
+        if pre is None or getattr(pre, base) is None:
+            return None
+        return {**to_dict(getattr(pre, base)), "dtype": pre.dtype, "trust_remote_code": pre.trust_remote_code}
+
+    def data_params(self, dataset: str) -> dict:
+        """What a dataset's data depend on: its source section and its tokenizer (not its schemes,
+        methods or release, so editing those does not rerun the data stage)."""
+        ds = to_dict(self.datasets[dataset])
+        return {f.name: ds[f.name] for f in dataclasses.fields(DatasetConfig) if f.metadata.get("data")}
+
+    def release_params(self, dataset: str) -> dict:
+        return to_dict(self.datasets[dataset].release)
+
+    def data_dir(self, dataset: str) -> str:
+        return paths.data_dir(self.owner(dataset))
+
+    def trained_dir(self, dataset: str, base: str) -> str:
+        return paths.trained_dir(self.owner(dataset), base, self.pretrained_base(dataset, base) is not None)
+
+    # ---- methods and arms ----------------------------------------------------------------------------
+    def dataset_methods(self, dataset: str) -> list[str]:
+        allowed = self.datasets[dataset].methods
+        return [m for m in self.unlearn.methods if allowed is None or m in allowed]
+
+    def method_lr(self, method: str) -> str:
+        lr = self.method_settings[method].lr
+        return fmt_num(lr if lr is not None else self.unlearn.lr)
+
+    def selection_source(self, dataset: str, method: str) -> tuple[str, str]:
+        """(dataset, method) whose alpha grid decides ``method``'s alpha on ``dataset``: a `source:
+        reuse` dataset takes the alpha selected on its owner; a method without alphas of its own takes
+        its spec's ``objective``'s."""
+        owner = self.owner(dataset)
+        if self.method_settings[method].alphas is None:
+            objective = self.method_specs[method].objective
+            if objective is None or objective == method or objective not in self.unlearn.methods:
+                raise ConfigError(f"unlearn.methods.{method}.alphas: required (no configured objective to take "
+                                  "the selected alpha from)")
+            return self.selection_source(owner, objective)
+        return owner, method
+
+    def selection_file(self, dataset: str, method: str) -> str:
+        """The alpha selection an arm of (dataset, method) with alpha 'selected' reads."""
+        return paths.selection_file(*self.selection_source(dataset, method))
+
+    def alphas(self, method: str) -> Optional[list[float]]:
+        return self.method_settings[method].alphas
+
+    def grid_alphas(self, method: str) -> list[str]:
+        """The alphas of ``method``'s grid; empty when there is nothing to choose (one alpha or none)."""
+        alphas = self.alphas(method) or []
+        return [fmt_num(a) for a in alphas] if len(alphas) > 1 else []
+
+    def alpha_selection_params(self) -> dict:
+        """What a selection depends on: the deciding scheme (the first) and the utility floor."""
+        sel = self.unlearn.alpha_selection
+        return {"schemes": sel.schemes[:1], "min_utility_fraction": sel.min_utility_fraction}
+
+    def headline_arm(self, dataset: str, method: str, **override) -> Arm:
+        """The arm a method's tables report: the selected alpha at the method's lr, epochs and loss."""
+        arm = Arm(dataset, method, SELECTED, self.method_lr(method), str(self.unlearn.epochs), self.unlearn.loss_variant)
+        return arm.replace(**override)
+
+    def headline_arms(self, dataset: Optional[str] = None) -> list[Arm]:
+        return [self.headline_arm(ds, m) for ds in ([dataset] if dataset else list(self.datasets))
+                for m in self.dataset_methods(ds)]
+
+    def grid_arms(self, dataset: str, method: str) -> list[Arm]:
+        """The alpha grid of (dataset, method), run where the selection is made (selection_source)."""
+        return [self.headline_arm(dataset, method, alpha=a) for a in self.grid_alphas(method)]
+
+    def grid_twins(self, arm: Arm) -> list[Arm]:
+        """The grid arms that differ from a selected ``arm`` only in alpha: the selected one among them
+        is the model ``arm`` would train, so the unlearn job copies it (training is deterministic;
+        tests/test_e2e.py checks the copy against a fresh run's bytes)."""
+        if arm.alpha != SELECTED or self.selection_source(arm.dataset, arm.method) != (arm.dataset, arm.method):
+            return []
+        return [t for t in self.grid_arms(arm.dataset, arm.method)
+                if (t.lr, t.epochs, t.loss) == (arm.lr, arm.epochs, arm.loss)]
+
+    def _sweeps(self) -> list[tuple[str, Any]]:
+        return [(study, getattr(self.sweeps, study)) for study in SWEEP_COORDINATE if getattr(self.sweeps, study)]
+
+    def _sweep_datasets(self, sweep) -> list[str]:
+        if sweep.datasets is not None:
+            return list(sweep.datasets)
+        return [d for d in self.datasets if self.datasets[d].source != "reuse"]
+
+    def _sweep_values(self, study: str, sweep, method: str) -> list[str]:
+        """The values a sweep gives its coordinate, with the headline arm's own value, in order."""
+        if study == "lr":
+            values = {fmt_num(v) for v in sweep.lrs} | {self.method_lr(method)}
+            return sorted(values, key=float)
+        if study == "epochs":
+            return sorted({str(v) for v in sweep.epochs} | {str(self.unlearn.epochs)}, key=int)
+        return sorted(set(sweep.variants) | {self.unlearn.loss_variant})
+
+    def study_arms(self, study: str) -> list[Arm]:
+        """The arms of one study; each sweep also contains the headline arm it varies around."""
+        arms: list[Arm] = []
+        if study == "alpha_grid":
+            pairs = {self.selection_source(ds, m) for ds in self.datasets for m in self.dataset_methods(ds)}
+            for _, sw in self._sweeps():
+                pairs |= {self.selection_source(ds, m) for ds in self._sweep_datasets(sw) for m in sw.methods}
+            for ds, m in sorted(pairs):
+                arms += self.grid_arms(ds, m)
+            return arms
+        sweep = getattr(self.sweeps, study)
+        if sweep is None:
+            return []
+        coordinate = SWEEP_COORDINATE[study]
+        for ds in self._sweep_datasets(sweep):
+            for m in sweep.methods:
+                arms += [self.headline_arm(ds, m, **{coordinate: v}) for v in self._sweep_values(study, sweep, m)]
+        return arms
+
+    def study_schemes(self, study: str) -> list[str]:
+        if study == "alpha_grid":
+            return list(self.unlearn.alpha_selection.schemes)
+        return list(getattr(self.sweeps, study).schemes)
+
+    @cached_property
+    def _unlearn_jobs(self) -> list[Arm]:
+        arms = set(self.headline_arms())
+        for study in STUDIES:
+            arms |= set(self.study_arms(study))
+        return sorted(arms)
+
+    def unlearn_jobs(self, dataset: Optional[str] = None) -> list[Arm]:
+        """Every unlearned model the config asks for (headline, alpha grid, sweeps), each once."""
+        return [a for a in self._unlearn_jobs if dataset is None or a.dataset == dataset]
+
+    def unlearn_params(self, arm: Arm) -> dict:
+        """The resolved UnlearnConfig of one arm: the shared training settings, the arm's coordinates
+        and exactly its method's own settings. A selected arm's alpha is read from its selection file
+        at run time, so its params have no alpha."""
+        shared = {k: v for k, v in to_dict(self.unlearn).items() if k in UnlearnSection.SHARED}
+        alpha = 0.0 if arm.alpha == SELECTED else float(arm.alpha)
+        raw = {**shared, "method": arm.method, "alpha": alpha, "lr": float(arm.lr), "epochs": int(arm.epochs),
+               "loss_variant": arm.loss, "settings": self.method_settings[arm.method].own()}
+        resolved = to_dict(from_dict(UnlearnConfig, raw, f"unlearn.methods.{arm.method}"))
+        if arm.alpha == SELECTED:
+            del resolved["alpha"]
+        return resolved
+
+    # ---- evaluations, quantize and analysis jobs -----------------------------------------------------
+    def dataset_schemes(self, dataset: str) -> list[str]:
+        allowed = self.datasets[dataset].schemes
+        return [s for s in self.schemes if allowed is None or s in allowed]
+
+    def headline_schemes(self, dataset: str, method: str) -> list[str]:
+        """The schemes of a method's headline arm: the dataset's, narrowed by unlearn.methods.<m>.schemes."""
+        only = self.method_settings[method].schemes
+        return [s for s in self.dataset_schemes(dataset) if only is None or s in only]
+
+    @cached_property
+    def evaluations(self) -> list[tuple[str, str, str]]:
+        """(dataset, model_id, scheme) of every evaluation: bases and headline arms at every scheme of
+        their dataset (a method's ``schemes`` narrows its arm's), grid and sweep arms at their study's."""
+        out = set()
+        for ds in self.datasets:
+            out |= {(ds, base, s) for base in BASES for s in self.dataset_schemes(ds)}
+        out |= {(a.dataset, a.model_id, s) for a in self.headline_arms() for s in self.headline_schemes(a.dataset, a.method)}
+        for study in STUDIES:
+            arms = self.study_arms(study)
+            if arms:
+                out |= {(a.dataset, a.model_id, s) for a in arms for s in self.study_schemes(study)}
+        return sorted(out)
+
+    @cached_property
+    def _model_schemes(self) -> dict[tuple[str, str], list[str]]:
+        table: dict[tuple[str, str], list[str]] = {}
+        for ds, mid, scheme in self.evaluations:
+            table.setdefault((ds, mid), []).append(scheme)
+        return table
+
+    def model_schemes(self, dataset: str, model_id: str) -> list[str]:
+        """The schemes one model is evaluated at."""
+        return list(self._model_schemes.get((dataset, model_id), []))
+
+    def calibrated_schemes(self, dataset: str, model_id: str) -> list[str]:
+        return [s for s in self.model_schemes(dataset, model_id) if self.schemes[s].calibrated]
+
+    def eval_files(self) -> list[str]:
+        return [paths.eval_file(ds, mid, s) for ds, mid, s in self.evaluations]
+
+    def eval_model_input(self, dataset: str, model_id: str, scheme: str) -> str:
+        """The checkpoint evaluate loads (calibrated schemes: the quantize job's output; else the model)."""
+        if self.schemes[scheme].calibrated:
+            return paths.quant_dir(dataset, model_id, scheme)
+        return paths.model_dir(dataset, model_id)
+
+    def analysis_model_ids(self, dataset: str) -> list[str]:
+        """The models whose weight change is analysed: the headline arms (grid and sweep arms are
+        evaluated only)."""
+        return sorted(a.model_id for a in self.headline_arms(dataset))
+
+    def analysis_dirs(self) -> list[str]:
+        return [paths.analysis_dir(ds, mid) for ds in self.datasets for mid in self.analysis_model_ids(ds)]
+
+    def analysis_inputs(self, dataset: str, model_id: str) -> dict[str, str]:
+        """The released target, the model, and both quantized checkpoints per calibrated scheme."""
+        inputs = {"target": paths.model_dir(dataset, "target"), "unlearned": paths.model_dir(dataset, model_id)}
+        for s in self.calibrated_schemes(dataset, model_id):
+            inputs[f"target_{s}"] = paths.quant_dir(dataset, "target", s)
+            inputs[f"unlearned_{s}"] = paths.quant_dir(dataset, model_id, s)
+        return inputs
+
+    def analysis_params(self, dataset: str, model_id: str) -> dict[str, dict]:
+        return {s: self.schemes[s].resolved() for s in self.model_schemes(dataset, model_id)}
+
+    def unlearn_inputs(self, arm: Arm) -> dict[str, str]:
+        inputs = {"base": paths.model_dir(arm.dataset, "target"), "data": self.data_dir(arm.dataset)}
+        if arm.alpha == SELECTED:
+            inputs["selection"] = self.selection_file(arm.dataset, arm.method)
+            for twin in self.grid_twins(arm):  # the grid arm it may copy
+                inputs[f"twin_{twin.alpha}"] = paths.model_dir(arm.dataset, twin.model_id)
+        return inputs
+
+    def selection_inputs(self, dataset: str, method: str) -> dict[str, str]:
+        """The grid's evals at the deciding scheme (none when a single alpha is configured)."""
+        if not self.grid_alphas(method):
+            return {}
+        scheme = self.unlearn.alpha_selection.schemes[0]
+        inputs = {f"alpha_{i}": paths.eval_file(dataset, arm.model_id, scheme)
+                  for i, arm in enumerate(self.grid_arms(dataset, method))}
+        inputs["target"] = paths.eval_file(dataset, "target", scheme)
+        return inputs
+
+    def selection_map(self) -> dict[str, str]:
+        """"dataset/method" -> the selection file of every arm whose alpha is 'selected'."""
+        return {f"{a.dataset}/{a.method}": self.selection_file(a.dataset, a.method)
+                for a in self.unlearn_jobs() if a.alpha == SELECTED}
+
+    def selection_files(self) -> list[str]:
+        return sorted(set(self.selection_map().values()))
+
+    # ---- params of the other stages ------------------------------------------------------------------
+    def model_params(self) -> dict:
+        return to_dict(self.model)
+
+    def train_params(self) -> dict:
+        return to_dict(self.train)
+
+    def evaluate_params(self) -> dict:
+        return to_dict(self.evaluate)
+
+    def train_check_eval_params(self) -> dict:
+        """The evaluation settings the memorisation check of train_base uses: the generation part of
+        EvalConfig (so changing the Min-K fraction reruns evaluations but not training)."""
+        full = to_dict(self.evaluate)
+        return {f.name: full[f.name] for f in dataclasses.fields(GenerationConfig)}
+
+    def scheme_params(self, scheme: str) -> dict:
+        return self.schemes[scheme].resolved()
+
+    def calibrated_scheme_names(self) -> list[str]:
+        return [s for s, v in self.schemes.items() if v.calibrated]
+
+    def scheme_table(self) -> dict[str, dict]:
+        """scheme -> {quantizer, nominal_bits, **resolved settings}: what the reports need to know."""
+        return {n: {**s.resolved(), "nominal_bits": s.nominal_bits} for n, s in self.schemes.items()}
+
+    def scheme_bits(self) -> dict[str, Optional[int]]:
+        return {n: s.resolved().get("bits") for n, s in self.schemes.items()}
+
+    def report_params(self) -> dict:
+        return to_dict(self.report)
+
+    def report_table_params(self) -> dict:
+        """The report settings the tables depend on (a figure-only setting reruns only the figures)."""
+        return {f.name: getattr(self.report, f.name) for f in dataclasses.fields(ReportConfig)
+                if not f.metadata.get("figure_only")}
+
+    def report_figure_params(self) -> dict:
+        return {f.name: getattr(self.report, f.name) for f in dataclasses.fields(ReportConfig)
+                if f.metadata.get("figure_only") or f.metadata.get("figures")}
+
+    def headline_ids(self) -> dict[str, list[str]]:
+        # sorted: the order of keys in the config file must not change params (and so rerun the report)
+        return {ds: sorted(a.model_id for a in self.headline_arms(ds)) for ds in self.datasets}
+
+    def studies_for_report(self) -> dict:
+        """What the study tables need: each study's arms and schemes, and the headline arms."""
+        out: dict[str, dict] = {"headline": {"arms": [[a.dataset, a.model_id] for a in sorted(self.headline_arms())],
+                                             "schemes": []}}
+        for study in STUDIES:
+            arms = sorted(self.study_arms(study))
+            out[study] = {"arms": [[a.dataset, a.model_id] for a in arms],
+                          "schemes": self.study_schemes(study) if arms else []}
+        return out
+
+    def model_ids(self, dataset: str) -> list[str]:
+        return list(BASES) + [a.model_id for a in self.unlearn_jobs(dataset)]
+
+    def release_config(self, dataset: str) -> ReleaseConfig:
+        return self.datasets[dataset].release
+
+    def alpha_selection(self) -> AlphaSelectionConfig:
+        return self.unlearn.alpha_selection
