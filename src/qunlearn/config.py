@@ -245,30 +245,26 @@ class TrainConfig:
 
 @dataclass
 class UnlearnConfig:
-    """One unlearning job: method x alpha x lr (the rest is shared by all methods)."""
+    """One unlearning job: method x alpha x lr, the method's own settings, and what all methods share."""
 
     method: str = "ga_gdr"
     alpha: float = 1.0
     lr: float = 3e-5
     epochs: int = 200
     batch_size: int = 32
-    npo_beta: float = 0.1
     loss_variant: str = "faithful"  # faithful | paper_code (NPO/KL on raw logits, as the release did)
     weight_decay: float = 0.0
     max_grad_norm: Optional[float] = None
-    sure_percentile: float = 90.0  # SURE methods: keep rows at or above this saliency percentile
-    sure_level: str = "row"  # row | module
+    # The method's own resolved settings (its spec's settings minus the planning keys, e.g.
+    # {"beta": 0.1} for npo_gdr); the loop rebuilds and validates them with the method's spec.
+    settings: dict[str, Any] = field(default_factory=dict)
     # Memory (README "Real scale"): optimizer adamw | adamw_8bit (bitsandbytes) | adafactor;
-    # where the frozen reference of NPO/KL lives: same (the model's device), cpu, or cuda:N.
+    # where the frozen reference lives (methods with reference_outputs): same (the model's device), cpu, or cuda:N.
     optimizer: str = "adamw"
     reference_device: str = "same"
     gradient_checkpointing: bool = False
 
     def validate(self, where: str) -> None:
-        if self.sure_level not in ("row", "module"):
-            raise ConfigError(f"{where}.sure_level: {self.sure_level!r} unknown; use 'row' or 'module'")
-        if not 0.0 <= self.sure_percentile <= 100.0:
-            raise ConfigError(f"{where}.sure_percentile: must be in [0, 100], got {self.sure_percentile}")
         if self.loss_variant not in ("faithful", "paper_code"):
             raise ConfigError(
                 f"{where}.loss_variant: {self.loss_variant!r} unknown; use 'faithful' or 'paper_code'"
