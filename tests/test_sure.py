@@ -7,8 +7,9 @@ import torch
 
 from qunlearn import runtime
 from qunlearn.config import UnlearnConfig
-from qunlearn.plan import is_saliency_method
-from qunlearn.unlearn import METHODS, sure, unlearn
+from qunlearn.registries import METHODS
+from qunlearn.unlearn import sure
+from qunlearn.unlearn.loop import unlearn
 
 
 def test_row_scores_and_row_level_threshold_hand_checked():
@@ -38,10 +39,16 @@ def test_apply_masks_zeroes_unselected_rows():
     assert w.grad.tolist() == [[1, 1], [0, 0], [1, 1]]
 
 
-def test_registry_names_follow_the_sure_convention():
-    for name, cls in METHODS.items():
-        assert cls.saliency == is_saliency_method(name), name
-    assert {"ga_gdr_sure", "ga_klr_sure", "npo_gdr_sure", "npo_klr_sure"} <= set(METHODS)
+def test_sure_specs_are_masked_variants_of_their_objective():
+    masked = {s.name for s in METHODS.specs() if s.saliency_masked}
+    assert {"ga_gdr_sure", "ga_klr_sure", "npo_gdr_sure", "npo_klr_sure"} <= masked
+    for spec in METHODS.specs():
+        assert issubclass(spec.load(), sure.SUREMethod) == spec.saliency_masked, spec.name
+        if spec.saliency_masked:
+            objective = METHODS.get(spec.objective)
+            assert not objective.saliency_masked and spec.name == f"{objective.name}_sure"
+            assert (spec.reference_outputs, spec.needs_retain) == (objective.reference_outputs, objective.needs_retain)
+            assert {"percentile": 90.0, "level": "row"}.items() <= spec.defaults().items()
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +84,7 @@ def test_masked_rows_are_bit_identical_after_training(micro, monkeypatch):
     monkeypatch.setattr(sure.SUREMethod, "masks", recording)
     runtime.seed_everything(0, 1)
     hist = unlearn(model, tok, forget, retain, UnlearnConfig(method="ga_gdr_sure", lr=1e-3, epochs=3,
-                   batch_size=8, sure_percentile=90), seed=0, max_length=128, progress=False)
+                   batch_size=8, settings={"percentile": 90}), seed=0, max_length=128, progress=False)
     assert 0.05 < hist["kept_fraction"] < 0.2
     changed_rows = 0
     for n, p in model.named_parameters():
@@ -93,11 +100,11 @@ def test_forget_gradient_is_counted_once(micro):
     """With nothing masked (percentile 0) a SURE step equals the plain method's step."""
     model, tok, forget, retain = micro
     results = []
-    for method in ("ga_gdr", "ga_gdr_sure"):
+    for method, settings in (("ga_gdr", {}), ("ga_gdr_sure", {"percentile": 0})):
         m = copy.deepcopy(model)
         runtime.seed_everything(0, 1)
         unlearn(m, tok, forget, retain, UnlearnConfig(method=method, lr=1e-3, epochs=1, batch_size=64,
-                alpha=2.0, sure_percentile=0), seed=0, max_length=128, progress=False)
+                alpha=2.0, settings=settings), seed=0, max_length=128, progress=False)
         results.append({n: p.detach().clone() for n, p in m.named_parameters()})
     for n in results[0]:
         torch.testing.assert_close(results[0][n], results[1][n], rtol=1e-5, atol=1e-7)

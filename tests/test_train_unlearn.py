@@ -1,17 +1,22 @@
 """Small real runs of the training and unlearning loops on a micro Llama (seconds)."""
 
+from dataclasses import dataclass
+
 import pytest
 import torch
 
 from qunlearn import runtime
 from qunlearn.batching import collate, encode_documents
-from qunlearn.config import EvalConfig, ModelConfig, SyntheticCorpusConfig, TrainConfig, UnlearnConfig
+from qunlearn.config import ConfigError, EvalConfig, ModelConfig, SyntheticCorpusConfig, TrainConfig, UnlearnConfig
 from qunlearn.data import muse_format
 from qunlearn.data.synthetic import write_corpus
 from qunlearn.data.tokenizer import train_tokenizer
 from qunlearn.models import build_tiny_llama
+from qunlearn.plugins import MethodSettings, MethodSpec
+from qunlearn.registries import METHODS
 from qunlearn.train import memorisation_checks, train_until_memorised
-from qunlearn.unlearn import unlearn
+from qunlearn.unlearn.base import UnlearningMethod
+from qunlearn.unlearn.loop import unlearn
 from qunlearn.unlearn.losses import token_nll
 
 MICRO = ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_length=128)
@@ -59,11 +64,88 @@ def test_unlearning_raises_forget_loss(corpus, method):
     train_until_memorised(model, tok, forget + retain, {}, TrainConfig(lr=3e-3, batch_size=8, warmup_steps=2,
                           max_epochs=3, check_every=100), seed=0, max_length=128, progress=False)
     before = nll(model, tok, forget)
-    hist = unlearn(model, tok, forget, retain, UnlearnConfig(method=method, lr=1e-3, epochs=3, batch_size=8),
-                   seed=0, max_length=128, progress=False)
+    settings = {"beta": 0.1} if METHODS.get(method).family == "npo" else {}
+    hist = unlearn(model, tok, forget, retain, UnlearnConfig(method=method, lr=1e-3, epochs=3, batch_size=8,
+                   settings=settings), seed=0, max_length=128, progress=False)
     assert hist["steps"] == 3 * -(-hist["n_forget_chunks"] // 8)
     assert nll(model, tok, forget) > before
     assert (hist["n_retain_chunks"] > 0) == method.endswith(("gdr", "klr"))
+
+
+@pytest.mark.parametrize("method,settings,match", [
+    ("npo_gdr", {"beta": 0.0}, r"unlearn.methods.npo_gdr.beta: must be > 0"),
+    ("ga_gdr", {"beta": 0.1}, r"unlearn.methods.ga_gdr: unknown key\(s\) 'beta'"),
+    ("ga_gdr_sure", {"level": "neuron"}, r"unlearn.methods.ga_gdr_sure.level: 'neuron' unknown"),
+    ("sure_magic", {}, r"unlearn.method: unknown unlearning method 'sure_magic'"),
+])
+def test_the_loop_validates_the_method_and_its_settings(method, settings, match):
+    with pytest.raises(ConfigError, match=match):
+        unlearn(None, None, [], [], UnlearnConfig(method=method, settings=settings), seed=0, max_length=128)
+
+
+# A method the loop has never heard of: it compares the last hidden state with the frozen
+# reference's, shifted by a target vector made in setup() (RMU-like), and trains only the norms.
+TOY_RUNS: list[dict] = []
+
+
+@dataclass
+class ToySettings(MethodSettings):
+    shift: float = 1.0
+
+
+class ToyHidden(UnlearningMethod):
+    def setup(self, model, reference, tokenizer):
+        self.target = torch.full((model.config.hidden_size,), self.settings.shift)
+        self.run = {"reference_layers": set(), "retain_batches": 0}
+        TOY_RUNS.append(self.run)
+
+    def trainable_parameters(self, model):
+        for name, p in model.named_parameters():
+            p.requires_grad_("norm" in name)
+        return super().trainable_parameters(model)
+
+    def losses(self, model, reference, forget_batch, retain_batch):
+        ids, mask = forget_batch["input_ids"], forget_batch["attention_mask"]
+        ref = reference(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+        self.run["reference_layers"].add(len(ref.hidden_states))
+        self.run["retain_batches"] += retain_batch is not None
+        loss = (out.hidden_states[-1] - ref.hidden_states[-1] - self.target).pow(2).mean()
+        return {"forget": loss, "loss": loss}
+
+
+def test_a_method_registered_elsewhere_runs_through_the_loop_unchanged(corpus, monkeypatch):
+    d, tok = corpus
+    spec = MethodSpec(name="toy_hidden", settings=ToySettings, impl=f"{__name__}:ToyHidden", summary="test only",
+                      reference_outputs=("hidden_states",), trains="norms")
+    monkeypatch.setitem(METHODS._specs, spec.name, spec)
+    runtime.seed_everything(0, 1)
+    model = build_tiny_llama(MICRO, tok, 0)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    forget = muse_format.read_texts(d, "raw", "forget")
+    retain = muse_format.read_texts(d, "raw", "retain1")
+    TOY_RUNS.clear()
+    hist = unlearn(model, tok, forget, retain, UnlearnConfig(method="toy_hidden", lr=1e-2, epochs=3, batch_size=8,
+                   settings={"shift": 0.5}), seed=0, max_length=128, progress=False)
+    (run,) = TOY_RUNS
+    assert run["reference_layers"] == {MICRO.num_layers + 1} and run["retain_batches"] == 0
+    assert hist["n_retain_chunks"] == 0 and hist["epochs"][-1]["forget"] < hist["epochs"][0]["forget"]
+    moved = {n for n, p in model.named_parameters() if not torch.equal(p.detach(), before[n])}
+    assert moved and all("norm" in n for n in moved)
+
+
+def test_offloaded_reference_returns_hidden_states_on_the_models_device(corpus):
+    from qunlearn.memory import OffloadedReference
+
+    _, tok = corpus
+    model = build_tiny_llama(MICRO, tok, 0).eval()
+    ids = torch.randint(3, 50, (2, 8))
+    ref = OffloadedReference(model, torch.device("cpu"), torch.device("cpu"))
+    out, direct = ref(input_ids=ids, output_hidden_states=True), model(input_ids=ids, output_hidden_states=True)
+    assert torch.equal(out.logits, direct.logits)
+    assert len(out.hidden_states) == MICRO.num_layers + 1
+    assert all(torch.equal(a, b) for a, b in zip(out.hidden_states, direct.hidden_states))
+    assert ref(input_ids=ids).hidden_states is None
 
 
 def test_atomic_dir_leaves_nothing_on_failure(tmp_path):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import logging
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -29,13 +31,19 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float):
     raise ValueError(f"unlearn.optimizer: {name!r} unknown; use adamw, adamw_8bit or adafactor")
 
 
-class _Output:
-    def __init__(self, logits):
-        self.logits = logits
+@dataclass
+class ReferenceOutput:
+    """What the frozen reference returns, on the model's device: ``hidden_states`` (embeddings
+    then every layer, as transformers gives them) only when asked with ``output_hidden_states``."""
+
+    logits: torch.Tensor
+    hidden_states: Optional[tuple[torch.Tensor, ...]] = None
 
 
 class OffloadedReference(torch.nn.Module):
-    """The frozen reference on another device: inputs go there, logits come back."""
+    """The frozen reference on another device: inputs go there, logits (and hidden states when
+    asked) come back. On the model's device the copy itself is the reference: a transformers model
+    returns the same two fields."""
 
     def __init__(self, model, device: torch.device, home: torch.device):
         super().__init__()
@@ -45,7 +53,9 @@ class OffloadedReference(torch.nn.Module):
     def forward(self, input_ids, attention_mask=None, **kw):
         out = self.model(input_ids=input_ids.to(self.device),
                          attention_mask=None if attention_mask is None else attention_mask.to(self.device), **kw)
-        return _Output(out.logits.to(self.home))
+        hidden = out.hidden_states
+        return ReferenceOutput(out.logits.to(self.home),
+                               None if hidden is None else tuple(h.to(self.home) for h in hidden))
 
 
 def frozen_reference(model, device_spec: str = "same"):

@@ -136,7 +136,7 @@ def unlearn_model(base_dir: str | Path, data_dir: str | Path, out_dir: str | Pat
     from .data.tokenizer import load_tokenizer
     from .models import load_model, save_model
     from .selection import selected_alpha
-    from .unlearn import unlearn
+    from .unlearn.loop import unlearn
 
     started = time.time()
     runtime.seed_everything(seed, threads)

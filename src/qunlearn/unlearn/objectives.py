@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigError
 from ..plugins import METHODS, MethodSettings, MethodSpec
+from .base import UnlearningMethod
 
 
 @dataclass
@@ -56,3 +57,42 @@ def objective_spec(name: str, forget: str, retain: str | None, **traits) -> Meth
 
 for _name, _forget, _retain in OBJECTIVES:
     METHODS.register(objective_spec(_name, _forget, _retain))
+
+
+class ObjectiveMethod(UnlearningMethod):
+    """``forget(x_f) + alpha * retain(x_r)``; a subclass names its two terms."""
+
+    forget: str = "ga"  # ga | npo
+    retain: str | None = None  # None | gdr | klr
+
+    def losses(self, model, reference, forget_batch, retain_batch):
+        out = {"forget": self.forget_loss(model, reference, forget_batch)}
+        out["loss"] = out["forget"]
+        if retain_batch is not None:
+            out["retain"] = self.retain_loss(model, reference, retain_batch)
+            out["loss"] = out["forget"] + self.alpha * out["retain"]
+        return out
+
+    def forget_loss(self, model, reference, batch):
+        from .losses import ga_loss, npo_loss
+
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        if self.forget == "ga":
+            return ga_loss(logits, batch["labels"])
+        ref_logits = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return npo_loss(logits, ref_logits.detach(), batch["labels"], self.settings.beta, self.variant)
+
+    def retain_loss(self, model, reference, batch):
+        from .losses import kl_retain_loss, token_nll
+
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        if self.retain == "gdr":
+            return token_nll(logits, batch["labels"])
+        ref_logits = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return kl_retain_loss(logits, ref_logits.detach(), batch["attention_mask"], self.variant)
+
+
+# The implementations the specs name (GA, GA_GDR, ..., NPO_KLR).
+for _name, _forget, _retain in OBJECTIVES:
+    globals()[_name.upper()] = type(_name.upper(), (ObjectiveMethod,),
+                                    {"forget": _forget, "retain": _retain, "__module__": __name__})

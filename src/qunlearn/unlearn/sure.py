@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 from ..plugins import METHODS, MethodSettings
-from .objectives import OBJECTIVES, NPOSettings, objective_spec
+from .objectives import OBJECTIVES, NPOSettings, ObjectiveMethod, objective_spec
 
 if TYPE_CHECKING:
     import torch
@@ -42,8 +42,6 @@ class SURESettings(MethodSettings):
 @dataclass
 class NPOSURESettings(NPOSettings, SURESettings):
     """NPO's beta and SURE's mask."""
-
-
 
 
 def row_scores(grad: torch.Tensor) -> torch.Tensor:
@@ -96,6 +94,33 @@ def apply_masks(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Te
         p.grad.mul_(mask.reshape(shape).to(p.grad.dtype))
 
 
+def kept_fraction(masks: dict[str, torch.Tensor]) -> float:
+    """Share of rows (entries of 1-D parameters) a step may change."""
+    kept = sum(int(m.sum()) for m in masks.values())
+    return kept / max(1, sum(m.numel() for m in masks.values()))
+
+
+class SUREMethod(ObjectiveMethod):
+    """An objective whose updates are restricted to the forget-salient rows. The forget gradient
+    alone picks the rows, so it is backpropagated first and the retain gradient added after (one
+    backward each: the forget gradient is counted once); then both are masked."""
+
+    def backward(self, losses, params):
+        losses["forget"].backward()
+        self._masks = self.masks(params)
+        if "retain" in losses:
+            (self.alpha * losses["retain"]).backward()
+
+    def masks(self, params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+        """Masks from the gradients currently held (the forget loss's, when ``backward`` calls it)."""
+        return saliency_masks({n: p.grad for n, p in params.items() if p.grad is not None},
+                              self.settings.percentile, self.settings.level)
+
+    def transform_gradients(self, params):
+        apply_masks(params, self._masks)
+        return {"kept_fraction": kept_fraction(self._masks)}
+
+
 # SURE variants of the utility-constrained objectives: <objective>_sure, inheriting the objective's
 # alpha selection when they set no alphas of their own.
 for _name, _forget, _retain in OBJECTIVES:
@@ -106,3 +131,5 @@ for _name, _forget, _retain in OBJECTIVES:
             "settings": NPOSURESettings if _forget == "npo" else SURESettings,
             "summary": f"SURE: {_spec.summary}, updates masked to the forget-salient rows",
             "source": "Zhang et al. ICLR 2025, section 6 (SURE)"}))
+        globals()[f"{_name.upper()}_SURE"] = type(f"{_name.upper()}_SURE", (SUREMethod,),
+                                                  {"forget": _forget, "retain": _retain, "__module__": __name__})
