@@ -11,6 +11,7 @@ PLUGIN_MODULES = (
     # unlearning methods
     "qunlearn.unlearn.objectives",
     "qunlearn.unlearn.sure",
+    "qunlearn.unlearn.simnpo",
     # quantizers
     "qunlearn.quantize.none",
     "qunlearn.quantize.cast",
