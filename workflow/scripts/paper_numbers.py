@@ -1,3 +1,10 @@
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Snakemake injects the `snakemake` object when it runs the script
+    from snakemake.script import Snakemake
+
+    snakemake: Snakemake
+
 from qunlearn.jobs import job_logging, param
 from qunlearn.paper import write_numbers
 
