@@ -8,7 +8,7 @@ import yaml
 from conftest import ROOT
 from qunlearn import plan
 from qunlearn.config import ConfigError, TrainConfig, UnlearnConfig, from_dict
-from qunlearn.quantize import QUANTIZERS
+from qunlearn.registries import QUANTIZERS
 from qunlearn.unlearn import METHODS
 
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())

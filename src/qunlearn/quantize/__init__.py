@@ -84,3 +84,9 @@ def load_quantized(model_dir, scheme: Scheme):
         return quantizer.load(model_dir, scheme)
     model = load_model(model_dir)
     return model, quantizer.apply(model, scheme)
+
+
+# Last, after what the plugin modules import from here: importing any one quantizer module (say
+# qunlearn.quantize.rtn) registers every plugin in qunlearn.registries' order, the order reports
+# sort schemes by, rather than in whichever order modules happen to be imported.
+from .. import registries  # noqa: E402,F401
