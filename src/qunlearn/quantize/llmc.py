@@ -103,11 +103,11 @@ class AWQSettings(CalibrationSettings, AWQWeightSettings):
 SOURCE = "llmcompressor (vLLM project)"
 QUANTIZERS.register(QuantizerSpec(
     name="gptq", settings=GPTQSettings, impl="qunlearn.quantize.llmc:GPTQQuantizer",
-    summary="GPTQ: second-order weight rounding calibrated on retain-side data (W{bits}A16)",
+    summary="GPTQ: integer weights rounded with second-order error correction, calibrated on retain-side data",
     source=f"Frantar et al. 2023, via {SOURCE}", calibrated=True))
 QUANTIZERS.register(QuantizerSpec(
     name="awq", settings=AWQSettings, impl="qunlearn.quantize.llmc:AWQQuantizer",
-    summary="AWQ: activation-aware scaling, then grouped integer weights (W{bits}A16)",
+    summary="AWQ: activation-aware weight scaling, then integer weights, calibrated on retain-side data",
     source=f"Lin et al. 2024, via {SOURCE}", calibrated=True))
 
 
