@@ -42,7 +42,9 @@ def main() -> int:
     from qunlearn.data import muse_format
     from qunlearn.data.tokenizer import load_tokenizer
     from qunlearn.models import load_model
-    from qunlearn.quantize import get_quantizer, load_quantized
+    from qunlearn import registries  # noqa: F401  (fills the quantizer registry)
+    from qunlearn.plugins import Scheme
+    from qunlearn.quantize import implementation, load_quantized
     from qunlearn.quantize.llmc import calibration_texts
 
     config = yaml.safe_load(Path(args.configfile).read_text())
@@ -54,7 +56,7 @@ def main() -> int:
     print(f"imports of bitsandbytes + llmcompressor: {time.time() - t0:.1f} s (once per job)")
     rows = []
     for name in config["quantize"]["schemes"]:
-        scfg = plan.scheme_config(config, name)
+        scfg = Scheme.from_config(name, config["quantize"]["schemes"][name])
         times = []
         for _ in range(args.repeats):
             if scfg.calibrated:
@@ -63,7 +65,7 @@ def main() -> int:
                                           s["calibration_samples"], s["calibration_seed"])
                 model = load_model(args.model, device=torch.device("cpu"))
                 t = time.time()
-                get_quantizer(scfg.quantizer).calibrate(model, tok, texts, scfg)
+                implementation(scfg).calibrate(model, tok, texts, scfg)
             else:
                 t = time.time()
                 model, _ = load_quantized(args.model, scfg)
@@ -85,7 +87,7 @@ def main() -> int:
         print(f"\nbitsandbytes modules vs dense dequantized weights, evaluation of {args.model}:")
         tmp = Path("/tmp") / "qunlearn_bnb_compare"
         for name in config["quantize"]["schemes"]:
-            scfg = plan.scheme_config(config, name)
+            scfg = Scheme.from_config(name, config["quantize"]["schemes"][name])
             if not scfg.quantizer.startswith("bnb"):
                 continue
             outs = []

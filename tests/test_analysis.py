@@ -5,12 +5,12 @@ import torch
 from safetensors.torch import save_file
 
 from qunlearn.analysis import linear_weights, summarise, weight_change
-from qunlearn.config import SchemeConfig, from_dict
+from qunlearn.plugins import Scheme
 from qunlearn.quantize.rtn import rtn_fake_quant
 
 
 def rtn4():
-    return from_dict(SchemeConfig, {"quantizer": "rtn", "bits": 4, "group_size": None}, "s")
+    return Scheme.from_config("rtn4", {"quantizer": "rtn", "bits": 4, "group_size": None})
 
 
 def write(d, weights):
@@ -32,7 +32,7 @@ def test_linear_weights_skip_embeddings_norms_and_lm_head():
 def test_identical_models_change_nothing(tmp_path, kw):
     w = {"model.layers.0.self_attn.q_proj": torch.randn(8, 64, generator=torch.Generator().manual_seed(0))}
     a, b = write(tmp_path / "a", w), write(tmp_path / "b", w)
-    r = weight_change(a, b, from_dict(SchemeConfig, kw, "s"))
+    r = weight_change(a, b, Scheme.from_config("s", kw))
     o = r["overall"]
     assert o["frac_codes_changed"] == 0 and o["frac_dequant_changed"] == 0 and o["frac_fp_changed"] == 0
     assert o["cosine"] == pytest.approx(1.0) and o["rel_l2"] == 0 and o["n_weights"] == 8 * 64

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -44,6 +45,20 @@ def test_mia_auc_muse_orientation():
     assert metrics.mia_auc([0.1, 0.2], [2.0, 3.0]) == 0.0
     assert metrics.mia_auc([2.0, 3.0], [0.1, 0.2]) == 1.0
     assert metrics.mia_auc([1.0, 2.0], [1.5, 1.5]) == 0.5
+    with pytest.raises(ValueError, match="need forget and holdout scores"):
+        metrics.mia_auc([], [1.0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_mia_auc_equals_sklearn_with_ties(seed):
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(seed)
+    forget = rng.integers(0, 12, size=rng.integers(1, 60)).astype(float) / 4  # coarse values: many ties
+    holdout = rng.integers(2, 14, size=rng.integers(1, 60)).astype(float) / 4
+    labels = [0] * len(forget) + [1] * len(holdout)
+    expected = roc_auc_score(labels, [-s for s in forget] + [-s for s in holdout])
+    assert metrics.mia_auc(list(forget), list(holdout)) == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
 def test_privleak():

@@ -2,28 +2,30 @@
 forward, the stored codes obey the library's documented error bounds, GPTQ/AWQ are bit-identical
 across runs, and evaluation sees the deployed weights."""
 
+import dataclasses
 import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from qunlearn import plan, runtime
-from qunlearn.config import QUANTIZER_SETTINGS, ConfigError, ModelConfig, SchemeConfig, SyntheticCorpusConfig, from_dict
+from qunlearn import runtime
+from qunlearn.config import ConfigError, ModelConfig, SyntheticCorpusConfig
 from qunlearn.data import muse_format
 from qunlearn.data.synthetic import write_corpus
 from qunlearn.data.tokenizer import train_tokenizer
 from qunlearn.models import build_tiny_llama, load_model, save_model
-from qunlearn.quantize import QUANTIZERS, get_quantizer, load_quantized, quantize_model
-from qunlearn.quantize.registry import target_linears
+from qunlearn.plugins import Scheme
+from qunlearn.quantize import implementation, load_quantized, quantize_model, target_linears
 from qunlearn.quantize.rtn import rtn_codes
+from qunlearn.registries import QUANTIZERS
 
 # in_features 128 / 256: a multiple of GPTQ's and AWQ's group size 128
 TINY = ModelConfig(hidden_size=128, num_layers=1, num_heads=2, intermediate_size=256, max_length=128)
 
 
-def scheme(**kw) -> SchemeConfig:
-    return from_dict(SchemeConfig, kw, "scheme")
+def scheme(**kw) -> Scheme:
+    return Scheme.from_config("q", kw)
 
 
 @pytest.fixture(scope="module")
@@ -50,27 +52,60 @@ def logits(model, ids):
         return model(ids.to(next(model.parameters()).device)).logits.float()
 
 
-def test_settings_table_equals_registry():
-    assert set(QUANTIZER_SETTINGS) == set(QUANTIZERS)
+def test_every_quantizer_declares_settings_and_an_implementation_that_loads():
+    assert QUANTIZERS.names() == ["none", "cast", "rtn", "bnb_int8", "bnb_fp4", "bnb_nf4", "gptq", "awq"]
+    for spec in QUANTIZERS.specs():
+        assert dataclasses.is_dataclass(spec.settings), spec.name
+        impl = spec.load()
+        assert isinstance(impl, type) and hasattr(impl(), "calibrate" if spec.calibrated else "apply"), spec.name
+    assert [s.name for s in QUANTIZERS.specs() if s.calibrated] == ["gptq", "awq"]
 
 
-def test_schemes_accept_only_their_quantizers_keys():
-    with pytest.raises(ConfigError, match=r"q\.dampening: not a setting of quantizer 'rtn'"):
-        from_dict(SchemeConfig, {"quantizer": "rtn", "bits": 4, "dampening": 0.1}, "q")
-    with pytest.raises(ConfigError, match=r"q\.calibration_split: 'forget' not allowed"):
-        from_dict(SchemeConfig, {"quantizer": "gptq", "calibration_split": "forget"}, "q")
-    with pytest.raises(ConfigError, match=r"q\.dtype"):
-        from_dict(SchemeConfig, {"quantizer": "cast", "dtype": "fp8"}, "q")
-    with pytest.raises(ConfigError, match=r"q\.bits: quantizer 'rtn' needs bits"):
-        from_dict(SchemeConfig, {"quantizer": "rtn"}, "q")
-    # the resolved slice is the quantizer + exactly its own keys, defaults filled in
+@pytest.mark.parametrize("raw,needle", [
+    ({"quantizer": "rtn", "bits": 4, "dampening": 0.1}, r"q: unknown key\(s\) 'dampening'; allowed: bits, group_size"),
+    ({"quantizer": "rtn"}, r"q\.bits: quantizer 'rtn' needs bits"),
+    ({"quantizer": "rtn", "bits": 9}, r"q\.bits: must be in 2\.\.8, got 9"),
+    ({"quantizer": "rtn", "bits": 4, "group_size": -1}, r"q\.group_size: must be >= 0"),
+    ({"quantizer": "rtn", "bits": 4, "include_lm_head": "yes"}, r"q\.include_lm_head: expected true/false"),
+    ({"quantizer": "cast", "dtype": "fp8"}, r"q\.dtype: 'fp8' unknown"),
+    ({"quantizer": "bnb_int8", "threshold": "high"}, r"q\.threshold: expected a number"),
+    ({"quantizer": "bnb_fp4", "blocksize": 128}, r"q\.blocksize: only 64"),
+    ({"quantizer": "bnb_nf4", "double_quant": 1}, r"q\.double_quant: expected true/false"),
+    ({"quantizer": "gptq", "bits": 1}, r"q\.bits: must be in 2\.\.8"),
+    ({"quantizer": "gptq", "dampening": 1.0}, r"q\.dampening: must be in \[0, 1\)"),
+    ({"quantizer": "gptq", "actorder": "random"}, r"q\.actorder: 'random' unknown"),
+    ({"quantizer": "gptq", "calibration_split": "forget"}, r"q\.calibration_split: 'forget' not allowed"),
+    ({"quantizer": "awq", "calibration_samples": 0}, r"q\.calibration_samples: must be >= 1"),
+    ({"quantizer": "awq", "group_size": -8}, r"q\.group_size: must be >= 0"),
+    ({"quantizer": "awq", "dampening": 0.1}, r"q: unknown key\(s\) 'dampening'"),
+    ({"quantizer": "gguf"}, r"q\.quantizer: unknown quantizer 'gguf'"),
+])
+def test_scheme_config_errors_name_the_key(raw, needle):
+    with pytest.raises(ConfigError, match=needle):
+        scheme(**raw)
+
+
+def test_resolved_scheme_is_the_quantizer_and_exactly_its_settings():
     assert scheme(quantizer="rtn", bits=4, group_size=128).resolved() == {
         "quantizer": "rtn", "bits": 4, "group_size": 128, "include_lm_head": False}
-    g = scheme(quantizer="gptq").resolved()
-    assert g["bits"] == 4 and g["group_size"] == 128 and g["symmetric"] is True and g["actorder"] is None
-    assert scheme(quantizer="awq").resolved()["symmetric"] is False
+    assert scheme(quantizer="none").resolved() == {"quantizer": "none"}
+    assert scheme(quantizer="cast").resolved() == {"quantizer": "cast", "dtype": "bf16"}
+    assert scheme(quantizer="bnb_int8").resolved() == {"quantizer": "bnb_int8", "threshold": 6.0}
+    assert scheme(quantizer="bnb_nf4").resolved() == {"quantizer": "bnb_nf4", "blocksize": 64, "double_quant": False}
+    calibration = {"calibration_split": "retain2", "calibration_samples": 32, "calibration_seed": 0,
+                   "calibration_max_length": 256}
+    # key order too: it is the order of a job's params and meta.json
+    assert list(scheme(quantizer="gptq").resolved().items()) == list({
+        "quantizer": "gptq", "bits": 4, "group_size": 128, "symmetric": True, "dampening": 0.01, "actorder": None,
+        "block_size": 128, **calibration}.items())
+    assert list(scheme(quantizer="awq").resolved().items()) == list({
+        "quantizer": "awq", "bits": 4, "group_size": 128, "symmetric": False, "duo_scaling": True, "n_grid": 20,
+        **calibration}.items())
+    g = scheme(quantizer="gptq", bits=3, actorder="group")
+    assert Scheme.from_resolved("q", g.resolved()) == g
     assert [scheme(quantizer=q, **kw).nominal_bits for q, kw in
-            [("none", {}), ("cast", {}), ("bnb_int8", {}), ("bnb_nf4", {}), ("rtn", {"bits": 3})]] == [32, 16, 8, 4, 3]
+            [("none", {}), ("cast", {}), ("bnb_int8", {}), ("bnb_fp4", {}), ("bnb_nf4", {}), ("rtn", {"bits": 3}),
+             ("gptq", {}), ("awq", {"bits": 8})]] == [32, 16, 8, 4, 4, 3, 4, 8]
 
 
 @pytest.mark.parametrize("kw", [
@@ -106,7 +141,7 @@ def test_bnb_int8_codes_obey_the_absmax_bound_and_match_the_loaded_module(tiny):
     import bitsandbytes as bnb
 
     s = scheme(quantizer="bnb_int8")
-    q = get_quantizer("bnb_int8")
+    q = implementation(s)
     loaded, _ = load_quantized(tiny["dir"] / "model", s)
     mods = {n: m for n, m in loaded.named_modules() if isinstance(m, bnb.nn.Linear8bitLt)}
     for name, w in _weights(tiny).items():
@@ -125,7 +160,7 @@ def test_bnb_4bit_codes_lie_on_the_codebook_within_half_a_gap(tiny, quantizer):
     from qunlearn.quantize.bnb import quantize_4bit
 
     s = scheme(quantizer=quantizer)
-    q = get_quantizer(quantizer)
+    q = implementation(s)
     loaded, _ = load_quantized(tiny["dir"] / "model", s)
     mods = {n: m for n, m in loaded.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
     for name, w in _weights(tiny).items():
@@ -153,7 +188,7 @@ def test_bnb_4bit_module_computes_with_the_dequantized_weights(tiny):
 def test_rtn_codes_are_the_rtn_functions(tiny):
     s = scheme(quantizer="rtn", bits=4, group_size=128)
     for w in _weights(tiny).values():
-        assert torch.equal(get_quantizer("rtn").codes(w, s)["codes"], rtn_codes(w, 4, 128)[0])
+        assert torch.equal(implementation(s).codes(w, s)["codes"], rtn_codes(w, 4, 128)[0])
 
 
 @pytest.mark.parametrize("quantizer", ["gptq", "awq"])
@@ -193,6 +228,8 @@ def test_calibration_texts_are_a_seeded_subset_of_the_split():
 
 
 def test_plan_routes_calibrated_schemes_through_the_quantize_rule(default_config):
+    from qunlearn import plan
+
     assert plan.is_calibrated(default_config, "gptq") and plan.is_calibrated(default_config, "awq")
     assert not plan.is_calibrated(default_config, "bnb_nf4") and not plan.is_calibrated(default_config, "rtn4")
     plain = plan.dataset_schemes(default_config, "synth_plain")

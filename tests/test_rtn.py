@@ -1,8 +1,9 @@
 import pytest
 import torch
 
-from qunlearn.config import SchemeConfig
-from qunlearn.quantize import QUANTIZERS, quantize_model
+from qunlearn.config import ConfigError
+from qunlearn.plugins import Scheme
+from qunlearn.quantize import quantize_model
 from qunlearn.quantize.rtn import rtn_codes, rtn_dequantize, rtn_fake_quant, snap_linears
 
 
@@ -66,14 +67,13 @@ def test_snap_touches_linears_but_not_embeddings_norms_or_lm_head():
     assert snap_linears(m, 4, None, include_lm_head=True) == ["block", "lm_head"]
 
 
-def test_registry_quantizes_in_place_and_baseline_does_nothing():
-    assert {"none", "rtn"} <= set(QUANTIZERS)
+def test_schemes_quantize_in_place_and_baseline_does_nothing():
     m = _Tiny()
     w = m.block.weight.clone()
-    assert quantize_model(m, SchemeConfig(quantizer="none"))["n_layers"] == 0
+    assert quantize_model(m, Scheme.from_config("fp32", {"quantizer": "none"}))["n_layers"] == 0
     assert torch.equal(m.block.weight, w)
-    info = quantize_model(m, SchemeConfig(quantizer="rtn", bits=8, group_size=4))
+    info = quantize_model(m, Scheme.from_config("rtn8", {"quantizer": "rtn", "bits": 8, "group_size": 4}))
     assert info["n_layers"] == 1 and info["bits"] == 8
     assert torch.equal(m.block.weight, rtn_fake_quant(w, 8, 4))
-    with pytest.raises(KeyError, match="unknown quantizer"):
-        quantize_model(m, SchemeConfig(quantizer="gguf"))
+    with pytest.raises(ConfigError, match=r"quantize\.schemes\.q\.quantizer: unknown quantizer 'gguf'"):
+        Scheme.from_config("q", {"quantizer": "gguf"})

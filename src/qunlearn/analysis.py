@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .config import SchemeConfig
+from .plugins import Scheme
 
 _LAYER = re.compile(r"layers\.(\d+)\.")
 
@@ -108,11 +108,11 @@ def summarise(pairs: dict[str, tuple]) -> dict:
             "per_linear": per_linear}
 
 
-def deployed_and_codes(weights: dict[str, torch.Tensor], scheme: SchemeConfig):
+def deployed_and_codes(weights: dict[str, torch.Tensor], scheme: Scheme):
     """For on-the-fly schemes: (codes, dequantized) per Linear, from the quantizer itself."""
-    from .quantize import get_quantizer
+    from .quantize import implementation
 
-    quantizer = get_quantizer(scheme.quantizer)
+    quantizer = implementation(scheme)
     holder = torch.nn.Module()
     mods = {}
     for name, w in weights.items():
@@ -140,7 +140,7 @@ def saved_codes(quant_dir: str | Path) -> tuple[dict, dict]:
     return codes, deq
 
 
-def weight_change(target_dir, unlearned_dir, scheme: SchemeConfig, target_quant=None,
+def weight_change(target_dir, unlearned_dir, scheme: Scheme, target_quant=None,
                   unlearned_quant=None, weights: tuple[dict, dict] | None = None) -> dict:
     """One scheme's analysis; ``weights`` = preloaded (target, unlearned) Linear weights, if any."""
     if weights is None:

@@ -8,19 +8,20 @@ import shutil
 import time
 from pathlib import Path
 
+from . import registries  # noqa: F401  (fills the plugin registries that Scheme.from_config reads)
 from . import runtime
 from .config import (
     DatasetConfig,
     EvalConfig,
     ModelConfig,
     ReleaseConfig,
-    SchemeConfig,
     TrainConfig,
     UnlearnConfig,
     from_dict,
     to_dict,
 )
 from .data import muse_format
+from .plugins import Scheme
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +194,7 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_json: str | 
 
     started = time.time()
     runtime.seed_everything(seed, threads)
-    scfg = from_dict(SchemeConfig, scheme, f"quantize.schemes.{scheme_name}")
+    scfg = Scheme.from_config(scheme_name, scheme)
     ecfg = from_dict(EvalConfig, eval_cfg, "evaluate")
     tok = load_tokenizer(model_dir)
     if scfg.calibrated:
@@ -230,11 +231,11 @@ def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: st
 
     from .data.tokenizer import load_tokenizer
     from .models import load_model, save_model
-    from .quantize import get_quantizer
+    from .quantize import implementation
     from .quantize.llmc import calibration_texts
 
     started = time.time()
-    scfg = from_dict(SchemeConfig, scheme, f"quantize.schemes.{scheme_name}")
+    scfg = Scheme.from_config(scheme_name, scheme)
     if not scfg.calibrated:
         raise ValueError(f"quantize.schemes.{scheme_name}: quantizer {scfg.quantizer!r} needs no calibration "
                          "(it is applied on the fly by evaluate)")
@@ -248,7 +249,7 @@ def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: st
     texts = calibration_texts(muse_format.read_texts(data_dir, "raw", split), s["calibration_samples"],
                               s["calibration_seed"])
     t0 = time.time()
-    codes, info = get_quantizer(scfg.quantizer).calibrate(model, tok, texts, scfg)
+    codes, info = implementation(scfg).calibrate(model, tok, texts, scfg)
     info["calibration"]["split"] = f"raw/{split}"
     info["calibrate_s"] = round(time.time() - t0, 3)
     # Save through a freshly loaded copy: llmcompressor wraps the calibrated model's save_pretrained
@@ -278,7 +279,7 @@ def analyse_weights(target_dir: str | Path, unlearned_dir: str | Path, out_dir: 
     with runtime.atomic_dir(out_dir) as tmp:
         for name, raw in schemes.items():
             started = time.time()
-            scfg = from_dict(SchemeConfig, raw, f"quantize.schemes.{name}")
+            scfg = Scheme.from_config(name, raw)
             tq, uq = quant_dirs.get(name, (None, None))
             result = weight_change(target_dir, unlearned_dir, scfg, tq, uq, weights=weights)
             inputs = {"target": target_dir, "unlearned": unlearned_dir}

@@ -5,6 +5,11 @@ from __future__ import annotations
 import torch
 
 
+def model_max_length(model) -> int:
+    """The longest sequence the model takes (prompt + generated tokens are capped at it)."""
+    return int(getattr(model.config, "max_position_embeddings", 2048))
+
+
 def _batches(order: list[int], size: int):
     for i in range(0, len(order), size):
         yield order[i : i + size]

@@ -13,3 +13,39 @@ RETAIN = METRICS.register(MetricSpec(
     name="knowmem_r", settings=no_settings(), impl="qunlearn.evaluate.knowmem:compute_retain",
     summary="M4 KnowMem on D_r: the utility the alpha selection constrains",
     source="MUSE (Shi et al. 2024)", key="knowmem_r", column="M4_KnowMem_r", utility=True, order=4))
+
+
+def knowmem(model, tokenizer, qa: list[dict], icl: list[dict], cfg, progress: bool = False) -> dict:
+    """Few-shot greedy answers to ``qa`` (``icl`` pairs as shots), cut at the first stop string."""
+    import numpy as np
+
+    from . import metrics
+    from .generation import greedy_generate, model_max_length
+
+    prompts = [metrics.icl_prompt(icl, q["question"]) for q in qa]
+    raw = greedy_generate(model, tokenizer, prompts, cfg.knowmem_max_new_tokens, cfg.batch_size,
+                          stop_strings=list(metrics.KNOWMEM_STOPS), max_length=model_max_length(model),
+                          progress=progress)
+    items = []
+    for q, out in zip(qa, raw):
+        answer = metrics.cut_at_stop(out).strip()
+        items.append({"question": q["question"], "answer": q["answer"], "output": answer,
+                      "score": metrics.rouge_l_f1(answer, q["answer"])})
+    return {"score": float(np.mean([it["score"] for it in items])), "items": items}
+
+
+def _on_split(side: str, model, tokenizer, data_dir, cfg, progress: bool) -> dict:
+    from ..data import muse_format
+
+    return knowmem(model, tokenizer, muse_format.read_split(data_dir, "knowmem", f"{side}_qa"),
+                   muse_format.read_split(data_dir, "knowmem", f"{side}_qa_icl"), cfg, progress)
+
+
+def compute_forget(model, tokenizer, data_dir, cfg, progress: bool = False) -> dict:
+    """M2 on ``knowmem/forget_qa`` with the ``forget_qa_icl`` shots."""
+    return _on_split("forget", model, tokenizer, data_dir, cfg, progress)
+
+
+def compute_retain(model, tokenizer, data_dir, cfg, progress: bool = False) -> dict:
+    """M4 on ``knowmem/retain_qa`` with the ``retain_qa_icl`` shots."""
+    return _on_split("retain", model, tokenizer, data_dir, cfg, progress)

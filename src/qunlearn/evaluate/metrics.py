@@ -48,12 +48,20 @@ def min_k_score(token_logprobs, k: float = 0.4) -> float:
 
 
 def mia_auc(forget_scores, holdout_scores) -> float:
-    """MUSE's AUC: labels forget=0, holdout=1, prediction -score; memorised D_f gives AUC near 0."""
-    from sklearn.metrics import roc_auc_score
+    """MUSE's AUC: labels forget=0, holdout=1, prediction -score; memorised D_f gives AUC near 0.
 
-    labels = [0] * len(forget_scores) + [1] * len(holdout_scores)
-    preds = [-s for s in forget_scores] + [-s for s in holdout_scores]
-    return float(roc_auc_score(labels, preds))
+    Computed exactly as the Mann-Whitney U statistic over the prediction ranks (ties get their
+    average rank, i.e. count one half), U / (n_forget * n_holdout): the area under the ROC curve
+    that ``sklearn.metrics.roc_auc_score`` computes, without sklearn."""
+    n0, n1 = len(forget_scores), len(holdout_scores)
+    if n0 == 0 or n1 == 0:
+        raise ValueError(f"mia_auc: need forget and holdout scores, got {n0} and {n1}")
+    preds = -np.concatenate([np.asarray(forget_scores, dtype=np.float64), np.asarray(holdout_scores, dtype=np.float64)])
+    _, group, counts = np.unique(preds, return_inverse=True, return_counts=True)
+    ends = np.cumsum(counts)  # 1-based rank of the last member of each tie group
+    ranks = (ends - (counts - 1) / 2.0)[group]  # average rank within the group
+    u = ranks[n0:].sum() - n1 * (n1 + 1) / 2.0
+    return float(u / (n0 * n1))
 
 
 def privleak(auc_model: float, auc_retrain: float) -> float:

@@ -9,3 +9,24 @@ SPEC = METRICS.register(MetricSpec(
     name="verbmem_f", settings=no_settings(), impl="qunlearn.evaluate.verbmem:compute",
     summary="M1 VerbMem on D_f: ROUGE-L F1 of 128 greedy tokens against the true continuation",
     source="MUSE (Shi et al. 2024)", key="verbmem_f", column="M1_VerbMem_f", retention=True, order=1))
+
+
+def compute(model, tokenizer, data_dir, cfg, progress: bool = False) -> dict:
+    """M1 on ``verbmem/forget``: per item the prompt, the truncated reference, the output and its score."""
+    import numpy as np
+
+    from ..data import muse_format
+    from . import metrics
+    from .generation import greedy_generate, model_max_length
+
+    items_in = muse_format.read_split(data_dir, "verbmem", "forget")
+    n = cfg.verbmem_max_new_tokens
+    outs = greedy_generate(model, tokenizer, [it["prompt"] for it in items_in], n, cfg.batch_size,
+                           max_length=model_max_length(model), progress=progress)
+    items = []
+    for it, out in zip(items_in, outs):
+        # The reference is the true continuation truncated to the same number of tokens.
+        gt_ids = tokenizer(it["gt"], add_special_tokens=False)["input_ids"][:n]
+        gt = tokenizer.decode(gt_ids, skip_special_tokens=True)
+        items.append({"prompt": it["prompt"], "gt": gt, "output": out, "score": metrics.rouge_l_f1(out, gt)})
+    return {"score": float(np.mean([it["score"] for it in items])), "items": items}

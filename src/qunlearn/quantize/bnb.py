@@ -20,16 +20,53 @@ block absmax), with the same bnb functions the modules call.
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .registry import register, target_linears
+from ..config import ConfigError
+from ..plugins import QUANTIZERS, QuantizerSpec
+from . import no_grad, target_linears
+
+if TYPE_CHECKING:
+    import torch
 
 QUANT_TYPES = {"bnb_fp4": "fp4", "bnb_nf4": "nf4"}
+SOURCE = "bitsandbytes (Dettmers et al. 2022, 2023)"
+
+
+@dataclass
+class Int8Settings:
+    threshold: float = 6.0  # LLM.int8(): outlier threshold (the paper's 8-bit)
+
+
+@dataclass
+class FourBitSettings:
+    blocksize: int = 64
+    double_quant: bool = False
+
+    def validate(self, where: str) -> None:
+        if self.blocksize != 64:
+            # bitsandbytes itself takes 64..4096, but transformers' BitsAndBytesConfig (the user's
+            # loading path, which evaluation runs) has no blocksize argument: it always uses 64.
+            raise ConfigError(f"{where}.blocksize: only 64 (what BitsAndBytesConfig loads with), got {self.blocksize}")
+
+
+QUANTIZERS.register(QuantizerSpec(
+    name="bnb_int8", settings=Int8Settings, impl="qunlearn.quantize.bnb:BnbInt8",
+    summary="LLM.int8(): row-wise absmax int8 weights, outlier features in 16 bit (the paper's 8-bit)",
+    source=SOURCE, nominal_bits=8))
+QUANTIZERS.register(QuantizerSpec(
+    name="bnb_fp4", settings=FourBitSettings, impl="qunlearn.quantize.bnb:BnbFp4",
+    summary="bitsandbytes 4-bit FP4, blockwise absmax (the paper code's 4-bit)", source=SOURCE, nominal_bits=4))
+QUANTIZERS.register(QuantizerSpec(
+    name="bnb_nf4", settings=FourBitSettings, impl="qunlearn.quantize.bnb:BnbNf4",
+    summary="bitsandbytes 4-bit NormalFloat (QLoRA), blockwise absmax", source=SOURCE, nominal_bits=4))
 
 
 def int8_codes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Row-wise absmax int8 codes, as ``Int8Params`` stores them (the weight is cast to fp16 first)."""
     import bitsandbytes.functional as F
+    import torch
 
     cb, scb, _ = F.int8_vectorwise_quant(w.detach().contiguous().to(torch.float16))
     return cb, scb
@@ -49,6 +86,8 @@ def quantize_4bit(w: torch.Tensor, quant_type: str, blocksize: int, double_quant
 
 def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
     """The 4-bit indices of a packed uint8 tensor (high nibble first), first ``n`` of them."""
+    import torch
+
     flat = packed.flatten()
     return torch.stack([flat >> 4, flat & 0x0F], dim=1).flatten()[:n]
 
@@ -59,6 +98,7 @@ class _BnbBase:
 
     def load(self, model_dir, scheme):
         """The bnb-quantized model as a user gets it (``from_pretrained`` + ``BitsAndBytesConfig``)."""
+        import torch
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(
@@ -83,7 +123,6 @@ class _BnbBase:
                        "cpu_bf16_fast_path_disabled_layers": repacked, "bitsandbytes": bnb.__version__}
 
 
-@register("bnb_int8")
 class BnbInt8(_BnbBase):
     def _bnb_config(self, scheme):
         from transformers import BitsAndBytesConfig
@@ -94,7 +133,7 @@ class BnbInt8(_BnbBase):
         return {"quantizer": "bnb_int8", "threshold": scheme.setting("threshold"), "weight_dtype": "int8",
                 "scale": "row-wise absmax (fp16 weight)", "compute_dtype": "float32"}
 
-    @torch.no_grad()
+    @no_grad
     def apply(self, model, scheme) -> dict:
         names = []
         for name, module in target_linears(model, include_lm_head=False).items():
@@ -110,12 +149,9 @@ class BnbInt8(_BnbBase):
 
 class _Bnb4bit(_BnbBase):
     def _bnb_config(self, scheme):
+        import torch
         from transformers import BitsAndBytesConfig
 
-        if scheme.setting("blocksize") != 64:
-            # transformers' BitsAndBytesConfig has no blocksize argument (bnb's default 64 is used)
-            raise ValueError(f"{scheme.quantizer}: loading through transformers supports blocksize 64 only, "
-                             f"got {scheme.setting('blocksize')}")
         return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=QUANT_TYPES[scheme.quantizer],
                                   bnb_4bit_use_double_quant=bool(scheme.setting("double_quant")),
                                   bnb_4bit_compute_dtype=torch.float32)
@@ -125,7 +161,7 @@ class _Bnb4bit(_BnbBase):
                 "blocksize": scheme.setting("blocksize"), "double_quant": scheme.setting("double_quant"),
                 "compute_dtype": "float32"}
 
-    @torch.no_grad()
+    @no_grad
     def apply(self, model, scheme) -> dict:
         import bitsandbytes.functional as F
 
@@ -138,18 +174,20 @@ class _Bnb4bit(_BnbBase):
         return {**self.summary(scheme), "n_layers": len(names), "deployed": "dense dequantized weights"}
 
     def codes(self, weight: torch.Tensor, scheme) -> dict[str, torch.Tensor]:
+        import bitsandbytes.functional as F
+
         packed, state = quantize_4bit(weight.float(), QUANT_TYPES[scheme.quantizer],
                                       scheme.setting("blocksize"), scheme.setting("double_quant"))
-        absmax = state.absmax.float() if not state.nested else __import__(
-            "bitsandbytes.functional", fromlist=["x"]).dequantize_blockwise(state.absmax, state.state2) + state.offset
+        if state.nested:  # double quantization stores the block absmax quantized (state2) around an offset
+            absmax = F.dequantize_blockwise(state.absmax, state.state2) + state.offset
+        else:
+            absmax = state.absmax.float()
         return {"codes": unpack_4bit(packed, weight.numel()).reshape(weight.shape), "absmax": absmax}
 
 
-@register("bnb_fp4")
 class BnbFp4(_Bnb4bit):
     pass
 
 
-@register("bnb_nf4")
 class BnbNf4(_Bnb4bit):
     pass

@@ -8,17 +8,42 @@ evaluate/generation.py).
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .registry import register, target_linears
+from ..config import ConfigError
+from ..plugins import QUANTIZERS, QuantizerSpec
+from . import target_linears
 
-DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
+if TYPE_CHECKING:
+    import torch
+
+DTYPES = {"fp16": "float16", "bf16": "bfloat16"}  # setting -> torch dtype name
 
 
-@register("cast")
+@dataclass
+class CastSettings:
+    dtype: str = "bf16"  # fp16 | bf16: every parameter cast, the model run in that dtype
+
+    def validate(self, where: str) -> None:
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"{where}.dtype: {self.dtype!r} unknown; use one of {', '.join(DTYPES)}")
+
+
+SPEC = QUANTIZERS.register(QuantizerSpec(
+    name="cast", settings=CastSettings, impl="qunlearn.quantize.cast:CastQuantizer",
+    summary="every parameter cast to fp16 or bf16, the model run in that dtype", nominal_bits=16))
+
+
+def torch_dtype(scheme) -> torch.dtype:
+    import torch
+
+    return getattr(torch, DTYPES[scheme.setting("dtype")])
+
+
 class CastQuantizer:
     def apply(self, model, scheme) -> dict:
-        dtype = DTYPES[scheme.setting("dtype")]
+        dtype = torch_dtype(scheme)
         n = len(target_linears(model, include_lm_head=True))
         model.to(dtype)
         return {"quantizer": "cast", "dtype": scheme.setting("dtype"), "compute_dtype": str(dtype),
@@ -26,4 +51,4 @@ class CastQuantizer:
 
     def codes(self, weight: torch.Tensor, scheme) -> dict[str, torch.Tensor]:
         """The stored half-precision values are the 'codes' (changed = a different fp16/bf16 value)."""
-        return {"codes": weight.to(DTYPES[scheme.setting("dtype")])}
+        return {"codes": weight.to(torch_dtype(scheme))}

@@ -25,14 +25,90 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import logging
 import random
+from dataclasses import dataclass
+from typing import Optional
 
-import torch
+from ..config import ConfigError
+from ..plugins import QUANTIZERS, QuantizerSpec
+from . import check_bits, no_grad, target_linears
 
-from .registry import register, target_linears
+CALIBRATION_SPLITS = ("retain1", "retain2", "holdout")  # raw/<split>: never the forget set
+GPTQ_ACTORDERS = ("static", "group", "weight")
 
-log = logging.getLogger(__name__)
+
+@dataclass
+class CalibrationSettings:
+    """The calibration data of gptq and awq. Their settings classes list these fields last
+    (``class GPTQSettings(CalibrationSettings, GPTQWeightSettings)``): a dataclass puts the fields
+    of later bases first, and the order is that of a scheme's resolved dict and meta.json."""
+
+    calibration_split: str = "retain2"  # raw/<split> of the dataset: retain1 | retain2 | holdout
+    calibration_samples: int = 32  # records taken from that split (in file order after a seeded shuffle)
+    calibration_seed: int = 0  # seed of that shuffle (and of torch during calibration)
+    calibration_max_length: int = 256  # tokens per calibration record (truncation)
+
+    def validate(self, where: str) -> None:
+        if self.calibration_split not in CALIBRATION_SPLITS:
+            raise ConfigError(f"{where}.calibration_split: {self.calibration_split!r} not allowed; "
+                              f"use one of {', '.join(CALIBRATION_SPLITS)} (never the forget set)")
+        if self.calibration_samples < 1:
+            raise ConfigError(f"{where}.calibration_samples: must be >= 1")
+
+
+@dataclass
+class GPTQWeightSettings:
+    bits: int = 4
+    group_size: Optional[int] = 128  # null / 0 = per output channel
+    symmetric: bool = True
+    dampening: float = 0.01  # fraction of the mean Hessian diagonal added
+    actorder: Optional[str] = None  # null (no act-order, original GPTQ) | static | group | weight
+    block_size: int = 128  # columns per lazy-batch update
+
+    def validate(self, where: str) -> None:
+        check_bits(where, self.bits, self.group_size, "gptq")
+        if not 0 <= self.dampening < 1:
+            raise ConfigError(f"{where}.dampening: must be in [0, 1), got {self.dampening}")
+        if self.actorder is not None and self.actorder not in GPTQ_ACTORDERS:
+            raise ConfigError(f"{where}.actorder: {self.actorder!r} unknown; use null or one of "
+                              f"{', '.join(GPTQ_ACTORDERS)}")
+
+
+@dataclass
+class AWQWeightSettings:
+    bits: int = 4
+    group_size: Optional[int] = 128  # null / 0 = per output channel
+    symmetric: bool = False
+    duo_scaling: bool = True  # scales from activations and weights
+    n_grid: int = 20  # grid points of the scale search
+
+    def validate(self, where: str) -> None:
+        check_bits(where, self.bits, self.group_size, "awq")
+
+
+@dataclass
+class GPTQSettings(CalibrationSettings, GPTQWeightSettings):
+    def validate(self, where: str) -> None:
+        GPTQWeightSettings.validate(self, where)
+        CalibrationSettings.validate(self, where)
+
+
+@dataclass
+class AWQSettings(CalibrationSettings, AWQWeightSettings):
+    def validate(self, where: str) -> None:
+        AWQWeightSettings.validate(self, where)
+        CalibrationSettings.validate(self, where)
+
+
+SOURCE = "llmcompressor (vLLM project)"
+QUANTIZERS.register(QuantizerSpec(
+    name="gptq", settings=GPTQSettings, impl="qunlearn.quantize.llmc:GPTQQuantizer",
+    summary="GPTQ: integer weights rounded with second-order error correction, calibrated on retain-side data",
+    source=f"Frantar et al. 2023, via {SOURCE}", calibrated=True))
+QUANTIZERS.register(QuantizerSpec(
+    name="awq", settings=AWQSettings, impl="qunlearn.quantize.llmc:AWQQuantizer",
+    summary="AWQ: activation-aware weight scaling, then integer weights, calibrated on retain-side data",
+    source=f"Lin et al. 2024, via {SOURCE}", calibrated=True))
 
 
 def calibration_texts(texts: list[str], n: int, seed: int) -> list[str]:
@@ -44,6 +120,7 @@ def calibration_texts(texts: list[str], n: int, seed: int) -> list[str]:
 
 @contextlib.contextmanager
 def _no_pin_memory_without_accelerator():
+    import torch
     from llmcompressor.pipelines.cache import IntermediatesCache
 
     if torch.accelerator.is_available():
@@ -72,8 +149,6 @@ def _weight_args(scheme):
 
 
 class _LlmcBase:
-    calibrated = True
-
     def apply(self, model, scheme) -> dict:
         raise ValueError(f"quantizer {scheme.quantizer!r} needs calibration data: it runs in the quantize "
                          "rule (stages.quantize_checkpoint), not on the fly")
@@ -81,16 +156,14 @@ class _LlmcBase:
     def _recipe(self, scheme, quant_scheme):
         raise NotImplementedError
 
-    def settings(self, scheme) -> dict:
-        return scheme.resolved()
-
-    @torch.no_grad()
+    @no_grad
     def calibrate(self, model, tokenizer, texts: list[str], scheme) -> tuple[dict, dict]:
         """Quantize ``model`` in place (dense dequantized Linear weights); returns (codes, info).
 
         ``texts`` are the calibration records (already chosen); each is tokenized and truncated to
         ``calibration_max_length`` tokens, one sample per record.
         """
+        import torch
         from compressed_tensors.quantization import QuantizationScheme
         from compressed_tensors.quantization.lifecycle.forward import dequantize, fake_quantize, quantize
         from datasets import Dataset
@@ -158,10 +231,6 @@ def _log_to_current_stderr() -> None:
 
 def _strip_quantization(model, names) -> None:
     """Remove llmcompressor's scale/zero-point parameters and forward wrappers: a plain dense model."""
-    try:
-        from compressed_tensors.quantization import QuantizationStatus  # noqa: F401
-    except ImportError:  # pragma: no cover
-        pass
     modules = dict(model.named_modules())
     for name in names:
         m = modules[name]
@@ -175,7 +244,6 @@ def _strip_quantization(model, names) -> None:
             del m.__dict__["forward"]
 
 
-@register("gptq")
 class GPTQQuantizer(_LlmcBase):
     def _recipe(self, scheme, quant_scheme):
         from llmcompressor.modifiers.gptq import GPTQModifier
@@ -185,7 +253,6 @@ class GPTQQuantizer(_LlmcBase):
                              actorder=scheme.setting("actorder"), block_size=int(scheme.setting("block_size")))]
 
 
-@register("awq")
 class AWQQuantizer(_LlmcBase):
     def _recipe(self, scheme, quant_scheme):
         from llmcompressor.modifiers.quantization import QuantizationModifier

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from .registry import register
+from ..plugins import QUANTIZERS, QuantizerSpec, no_settings
+
+SPEC = QUANTIZERS.register(QuantizerSpec(
+    name="none", settings=no_settings(), impl="qunlearn.quantize.none:NoQuantizer",
+    summary="no quantization: the model as loaded (fp32)", nominal_bits=32))
 
 
-@register("none")
 class NoQuantizer:
     def apply(self, model, scheme) -> dict:
         return {"quantizer": "none", "n_layers": 0}

@@ -12,13 +12,36 @@ is exactly what a deployed RTN kernel computes with.
 
 from __future__ import annotations
 
-import torch
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Optional
 
-from .registry import register, target_linears
+from ..plugins import QUANTIZERS, QuantizerSpec
+from . import check_bits, no_grad, target_linears
+
+if TYPE_CHECKING:
+    import torch
+
+
+@dataclass
+class RTNSettings:
+    bits: Optional[int] = None  # required, 2..8
+    group_size: Optional[int] = None  # input columns per scale; null / 0 = per output channel
+    include_lm_head: bool = False
+
+    def validate(self, where: str) -> None:
+        check_bits(where, self.bits, self.group_size, "rtn")
+
+
+SPEC = QUANTIZERS.register(QuantizerSpec(
+    name="rtn", settings=RTNSettings, impl="qunlearn.quantize.rtn:RTNQuantizer",
+    summary="round-to-nearest, symmetric absmax per output channel or per group",
+    source="the paper's RTN (Zhang et al. ICLR 2025)"))
 
 
 def _grouped(w: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, int]:
     """View w (out, in) as (out, n_groups, g), zero-padding the last group if needed."""
+    import torch
+
     out_f, in_f = w.shape
     g = in_f if not group_size else group_size
     pad = (-in_f) % g
@@ -33,6 +56,8 @@ def rtn_codes(w: torch.Tensor, bits: int, group_size: int | None = None) -> tupl
         raise ValueError(f"rtn_codes: expected a 2-D weight, got shape {tuple(w.shape)}")
     if not 2 <= bits <= 8:
         raise ValueError(f"rtn_codes: bits must be in 2..8, got {bits}")
+    import torch
+
     qmax = 2 ** (bits - 1) - 1
     wg, pad = _grouped(w.detach().float(), group_size)
     scale = wg.abs().amax(dim=-1) / qmax
@@ -56,7 +81,7 @@ def rtn_fake_quant(w: torch.Tensor, bits: int, group_size: int | None = None) ->
     return rtn_dequantize(codes, scale, group_size).to(w.dtype)
 
 
-@torch.no_grad()
+@no_grad
 def snap_linears(model, bits: int, group_size: int | None, include_lm_head: bool) -> list[str]:
     """Replace each targeted Linear weight by its RTN dequantization (in place)."""
     names = []
@@ -66,12 +91,9 @@ def snap_linears(model, bits: int, group_size: int | None, include_lm_head: bool
     return names
 
 
-@register("rtn")
 class RTNQuantizer:
     def apply(self, model, scheme) -> dict:
         s = scheme.resolved()
-        if s["bits"] is None:
-            raise ValueError("quantizer 'rtn' needs 'bits'")
         names = snap_linears(model, s["bits"], s["group_size"], s["include_lm_head"])
         return {"quantizer": "rtn", "bits": s["bits"], "group_size": s["group_size"],
                 "symmetric": True, "include_lm_head": s["include_lm_head"], "n_layers": len(names)}
