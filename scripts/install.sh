@@ -14,7 +14,7 @@ fi
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
   "$VENV/bin/python" -m pip install --quiet torch==2.13.0
 fi
-"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test,docs]"
+"$VENV/bin/python" -m pip install --quiet -c constraints.txt -e ".[test,docs,lint]"
 "$VENV/bin/python" -m pip check
 if [ "${WITH_LATEX:-0}" = 1 ]; then
   bash scripts/install_latex.sh

@@ -1,9 +1,7 @@
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # Snakemake injects the `snakemake` object when it runs the script
-    from snakemake.script import Snakemake
-
-    snakemake: Snakemake
+    from snakemake.script import snakemake
 
 from qunlearn.jobs import job_logging, param
 from qunlearn.stages import train_base
