@@ -1,5 +1,5 @@
 from qunlearn.jobs import job_logging
-from qunlearn.paper import build_pdf
+from qunlearn.report.paper import build_pdf
 
 with job_logging(snakemake.log[0]):
     build_pdf(snakemake.input.main, snakemake.output[0])

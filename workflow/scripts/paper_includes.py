@@ -1,5 +1,5 @@
 from qunlearn.jobs import job_logging, param
-from qunlearn.paper import write_includes
+from qunlearn.report.paper import write_includes
 
 with job_logging(snakemake.log[0]):
     write_includes(param(snakemake, "tables"), param(snakemake, "figures"),

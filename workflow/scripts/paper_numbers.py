@@ -1,5 +1,5 @@
 from qunlearn.jobs import job_logging, param
-from qunlearn.paper import write_numbers
+from qunlearn.report.paper import write_numbers
 
 with job_logging(snakemake.log[0]):
     write_numbers(snakemake.input.summary, snakemake.input.retention, param(snakemake, "scheme_bits"),
