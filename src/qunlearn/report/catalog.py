@@ -129,11 +129,21 @@ def table_inputs(rule: str) -> dict[str, str]:
     return {key(*n.split(".")): paths.table(n) for n in names}
 
 
-def paper_copies(rule: str) -> dict[str, str]:
-    """``rule``'s outputs -> their copies under paper/ (rule paper_assets)."""
-    return {i.path(fmt): i.paper_path(fmt) for i in items(rule) for fmt in i.formats}
+def paper_copies(*rules: str) -> dict[str, str]:
+    """The outputs of ``rules`` -> their copies under paper/ (rules paper_assets, paper_quant)."""
+    return {i.path(fmt): i.paper_path(fmt) for rule in rules for i in items(rule) for fmt in i.formats}
 
 
 def paper_files() -> list[str]:
     """Everything paper/main.tex needs: the copied tables and figures and the generated sources."""
     return [i.paper_path(fmt) for i in ITEMS for fmt in i.formats] + list(PAPER_SOURCES.values())
+
+
+def files(kind: str) -> list[str]:
+    """The file names of every table or figure, in declaration order (paper/tables.tex's order)."""
+    return [f for i in items(kind=kind) for f in i.files()]
+
+
+def captions(kind: str) -> dict[str, str]:
+    """File name -> caption of every table or figure file."""
+    return {f: i.caption for i in items(kind=kind) for f in i.files()}
