@@ -78,7 +78,7 @@ def test_parse_eval_path():
 
 
 def _write_eval(root, model_id, scheme, m1, m2, m4, auc):
-    path = root / "d" / "eval" / model_id / f"{scheme}.json"
+    path = root / "results" / "d" / "eval" / model_id / f"{scheme}.json"
     write_json_atomic(path, {"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": auc}})
     return str(path)
 
