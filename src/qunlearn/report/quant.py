@@ -124,5 +124,6 @@ def weight_change_summary(wc: pd.DataFrame) -> pd.DataFrame:
 
 def table2_3(df: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd.DataFrame:
     """Table 1 layout restricted to full precision, GPTQ and AWQ (the paper's Tables 2 and 3)."""
-    keep = [cfg.full_precision_scheme] + [s for s in scheme_order(schemes) if schemes[s]["quantizer"] in ("gptq", "awq")]
+    keep = [cfg.full_precision_scheme] + [s for s in scheme_order(schemes)
+                                          if schemes[s]["quantizer"] in ("gptq", "awq")]
     return table1(df[df.scheme.isin(keep)], keep)
