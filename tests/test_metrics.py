@@ -6,7 +6,8 @@ import pytest
 
 from qunlearn.config import ReportConfig
 from qunlearn.evaluate import metrics
-from qunlearn.report import long_metrics, parse_eval_path, retention, summary
+from qunlearn.report.frame import long_metrics, parse_eval_path
+from qunlearn.report.tables import retention, summary
 from qunlearn.runtime import write_json_atomic
 
 
@@ -85,14 +86,14 @@ def test_parse_eval_path():
     assert parsed["alpha"] == "5" and parsed["selected"] is True
     with pytest.raises(ValueError, match="no alpha selection"):
         parse_eval_path(f"results/d/eval/{sel}/fp32.json", {("e", "npo_gdr"): 5.0})
-    with pytest.raises(ValueError, match="not an eval output path"):
+    with pytest.raises(ValueError, match="not a path of the form"):
         parse_eval_path("results/d/eval/other/fp32.json")
-    with pytest.raises(ValueError, match="expected lr~"):
+    with pytest.raises(ValueError, match="not a path of the form"):
         parse_eval_path("results/d/eval/unlearn/ga/alpha~1/rate~2/epochs~1/loss~faithful/fp32.json")
 
 
 def _write_eval(root, model_id, scheme, m1, m2, m4, auc):
-    path = root / "d" / "eval" / model_id / f"{scheme}.json"
+    path = root / "results" / "d" / "eval" / model_id / f"{scheme}.json"
     write_json_atomic(path, {"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": auc}})
     return str(path)
 
@@ -126,7 +127,7 @@ def test_long_metrics_privleak_and_retention_hand_checked(tmp_path):
     assert s["target_m2_relative_to_full_precision"]["rtn4"] == pytest.approx(0.5)
 
 
-def test_retention_is_nan_when_target_scores_zero():
+def test_retention_is_nan_when_target_scores_zero_on_every_retention_metric():
     rows = []
     for model, v in (("target", 0.0), ("unlearn", 10.0)):
         for metric in ("M1_VerbMem_f", "M2_KnowMem_f"):
@@ -139,7 +140,7 @@ def test_retention_is_nan_when_target_scores_zero():
 
 
 def test_study_table_has_one_row_per_arm_with_metrics_and_retention_per_scheme(tmp_path):
-    from qunlearn.report_studies import study_table
+    from qunlearn.report.studies import study_table
 
     lr_arm = "unlearn/ga_gdr/alpha~1/lr~0.001/epochs~40/loss~faithful"
     paths = [

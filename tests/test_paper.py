@@ -9,7 +9,7 @@ import pytest
 
 from conftest import ROOT, run_snakemake
 
-from qunlearn import paper
+from qunlearn.report import paper
 
 SUMMARY = {
     "d": {

@@ -5,7 +5,9 @@ import re
 
 import pytest
 
-from conftest import ROOT, run_snakemake
+from conftest import run_snakemake
+
+from qunlearn.report import catalog
 
 pytestmark = pytest.mark.e2e
 
@@ -19,7 +21,7 @@ def test_report_embeds_tables_figures_and_captions(ci_run, tmp_path):
         assert category in html, category
     for name in ("table1.tex", "retention.csv", "summary.json", "m1_m2_by_scheme.png"):
         assert name in html, name
-    # the captions come from workflow/report/ (first words, as rendered from rst)
-    for rst in ("tables/retention.rst", "figures/m1_m2_by_scheme.rst"):
-        first = " ".join((ROOT / "workflow/report" / rst).read_text().split()[:3])
+    # the captions come from the report catalog's caption files (first words, as rendered from rst)
+    for kind, stem in (("table", "retention"), ("figure", "m1_m2_by_scheme")):
+        first = " ".join(catalog.get(kind, stem).caption.split()[:3])
         assert first in html, first

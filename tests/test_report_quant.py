@@ -7,8 +7,10 @@ import pandas as pd
 import pytest
 
 from qunlearn.config import ReportConfig, from_dict
-from qunlearn.report import long_metrics
-from qunlearn.report_quant import MEAN_LABEL, aggregate_quant, parse_analysis_path
+from qunlearn.report import catalog
+from qunlearn.report.frame import long_metrics
+from qunlearn.report.quant import MEAN_LABEL, parse_analysis_path
+from qunlearn.report.stages import aggregate_quant
 
 ARM = "unlearn/ga_gdr/alpha~2/lr~3e-05/epochs~40/loss~faithful"
 SCHEMES = {
@@ -44,16 +46,12 @@ def test_aggregate_quant_tables_and_figures(tmp_path):
         (adir / f"{scheme}.json").write_text(json.dumps({
             "overall": _overall(frac), "by_module": {"q_proj": _overall(frac)}, "by_layer": {"0": _overall(frac)}}))
     analyses.append(str(adir))
-    names = [f"{s}.{e}" for s in ("table2_3_gptq_awq", "retention_by_bits", "weight_change") for e in ("csv", "md", "tex")]
-    tables = [str(tmp_path / "t" / n) for n in names]
-    figures = [str(tmp_path / "f" / f"{s}.{e}") for s in ("retention_vs_bits", "codes_changed_vs_bits")
-               for e in ("png", "pdf")]
-    (tmp_path / "t").mkdir()
-    (tmp_path / "f").mkdir()
+    out = {k: str(tmp_path / p.replace("results/tables", "t").replace("results/figures", "f"))
+           for k, p in catalog.outputs("aggregate_quant").items()}
     report_cfg = {"utility_constrained": ["ga_gdr"]}
     metrics = tmp_path / "metrics.csv"  # what rule aggregate writes (every row headline here)
     long_metrics(evals, from_dict(ReportConfig, report_cfg)).to_csv(metrics, index=False)
-    aggregate_quant(metrics, analyses, report_cfg, SCHEMES, tables, figures)
+    aggregate_quant(metrics, analyses, report_cfg, SCHEMES, out)
 
     rb = pd.read_csv(tmp_path / "t/retention_by_bits.csv", keep_default_na=False)
     ga = rb[rb.method == "ga_gdr"].set_index("scheme")
@@ -73,8 +71,9 @@ def test_aggregate_quant_tables_and_figures(tmp_path):
     assert set(wc.scope) == {"overall", "module:q_proj", "layer:0"}
     assert wc[(wc.scope == "overall") & (wc.scheme == "rtn4")].frac_codes_changed.item() == pytest.approx(0.002)
     assert "0.200" in (tmp_path / "t/weight_change.md").read_text()  # 0.2 % of codes, as a percentage
-    for f in figures:
-        assert Path(f).stat().st_size > 1000
+    for k in ("retention_vs_bits_png", "retention_vs_bits_pdf", "codes_changed_vs_bits_png", "codes_changed_vs_bits_pdf"):
+        assert Path(out[k]).stat().st_size > 1000
+    assert not list(tmp_path.rglob(".*tmp-*")), "atomic writes leave no temporary files"
 
 
 def test_analysis_paths_share_the_eval_grammar():

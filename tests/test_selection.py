@@ -8,7 +8,8 @@ import pytest
 from qunlearn import plan
 from qunlearn.config import ConfigError
 from qunlearn.runtime import read_json, write_json_atomic
-from qunlearn.selection import forget_retention, select_alpha, select_alpha_stage
+from qunlearn.report.retention import forget_retention
+from qunlearn.selection import select_alpha, select_alpha_stage
 
 TARGET = {"verbmem_f": 0.8, "knowmem_f": 1.0, "knowmem_r": 1.0}
 
@@ -19,6 +20,8 @@ def m(m1, m2, m4):
 
 def test_forget_retention_is_the_mean_ratio_to_the_target():
     assert forget_retention(m(0.4, 0.25, 1), TARGET) == pytest.approx((0.5 + 0.25) / 2)
+    # a target scoring 0 on a metric has nothing to retain there: that metric leaves the mean
+    assert forget_retention(m(0.4, 0.25, 1), m(0, 1.0, 1)) == pytest.approx(0.25)
     assert math.isnan(forget_retention(m(0.4, 0.25, 1), m(0, 0, 1)))
 
 

@@ -83,14 +83,28 @@ def build_meta(stage: str, config: dict, seed: int | None, inputs: dict[str, str
     }
 
 
+@contextlib.contextmanager
+def atomic_file(final: str | Path):
+    """Yield a temporary sibling of ``final`` (same suffix, so writers that infer the format from it,
+    like matplotlib, still do); it replaces ``final`` only if the block succeeds, so a killed job
+    never leaves a half-written output."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}{final.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def write_json_atomic(path: str | Path, obj) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(obj, fh, indent=2, sort_keys=False, ensure_ascii=False)
-        fh.write("\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n")
 
 
 @contextlib.contextmanager

@@ -1,28 +1,23 @@
 """Alpha selection (paper: alpha by grid search per method), as a pure function and a stage.
 
 The rule (``AlphaSelectionConfig``): among the grid's alphas whose M4 at the deciding scheme is at
-least ``min_utility_fraction`` x the target's M4, pick the lowest forget retention (mean of M1 and M2
-relative to the target at that scheme); ties go to the smaller alpha. When no alpha meets the
+least ``min_utility_fraction`` x the target's M4, pick the lowest forget retention
+(``report.retention.forget_retention``, the definition the retention tables use; a metric on which
+the target scores 0 is left out of it); ties go to the smaller alpha. When no alpha meets the
 constraint, the alpha with the highest M4 is picked and ``constraint_met`` is false.
 """
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
 from . import runtime
 from .config import AlphaSelectionConfig, from_dict, to_dict
+from .report.retention import forget_retention
 
 # Scores within this of each other count as equal (the constraint compares float means).
 TOLERANCE = 1e-9
-
-
-def forget_retention(scores: dict, target: dict) -> float:
-    """Mean over M1 (verbmem_f) and M2 (knowmem_f) of unlearned / target; NaN-safe."""
-    ratios = [scores[k] / target[k] for k in ("verbmem_f", "knowmem_f") if target[k] > 0]
-    return sum(ratios) / len(ratios) if ratios else math.nan
 
 
 def select_alpha(grid: dict[float, dict], target: dict, min_utility_fraction: float) -> dict:

@@ -10,6 +10,7 @@ from pathlib import Path
 from qunlearn import paths
 from qunlearn.config import LOSS_VARIANTS, ConfigError
 from qunlearn.experiment import Experiment
+from qunlearn.report import catalog
 
 try:
     EXP = Experiment(config)
@@ -47,47 +48,20 @@ def arm_of(w):
     return paths.Arm(w.dataset, w.method, w.alpha, w.lr, w.epochs, w.loss)
 
 
-TABLES = ["metrics.csv", "table1.csv", "table1.md", "table1.tex", "retention.csv",
-          "retention.md", "retention.tex", "summary.json", *STUDY_TABLE_FILES]
-FIGURES = ["m1_m2_by_scheme.png", "m1_m2_by_scheme.pdf", *STUDY_FIGURE_FILES]
-
-
-# paper/: generated LaTeX sources and DVC's metrics/plot file (workflow/rules/paper.smk)
-PAPER_SOURCES = ["paper/macros.tex", "paper/tables.tex", "paper/figures.tex", "paper/metrics.json",
-                 "paper/retention_by_scheme.csv"]
-
-
-# Quantizer tables and figures (made by aggregate_quant in workflow/rules/report_quant.smk);
-# table2_3_gptq_awq = the paper's Tables 2/3 (GPTQ and AWQ 4-bit); retention_by_bits = retention per
-# scheme with its bits (the reviewers' bits plot as a table); weight_change = the rebuttal's
-# cosine / changed-code analysis; the figures plot retention and changed codes against bits.
-QUANT_TABLES = [f"{stem}.{ext}" for stem in ("table2_3_gptq_awq", "retention_by_bits", "weight_change")
-                for ext in ("csv", "md", "tex")]
-QUANT_FIGURES = [f"{stem}.{ext}" for stem in ("retention_vs_bits", "codes_changed_vs_bits")
-                 for ext in ("png", "pdf")]
-
+# --- report: every table and figure is declared once, in qunlearn.report.catalog (stem, caption,
+# formats, rule, inputs); the report rules take their file lists and captions from it.
 
 def paper_outputs():
-    return ([f"paper/tables/{t}" for t in TABLES + QUANT_TABLES]
-            + [f"paper/figures/{f}" for f in FIGURES + QUANT_FIGURES] + PAPER_SOURCES)
+    return catalog.paper_files()
 
 
-# `snakemake --report report.html`: captions are workflow/report/<kind>/<stem>.rst (or default.rst)
-REPORT_CAPTIONS = Path(workflow.basedir) / "workflow" / "report"
+def report_item(item, fmt):
+    """A table or figure as a `snakemake --report` item, captioned by its catalog caption file."""
+    return report(item.path(fmt), caption=item.caption_file,
+                  category="3. Tables" if item.kind == "table" else "4. Figures",
+                  subcategory=item.stem, labels={item.kind: item.stem, "format": fmt})
 
 
-def report_caption(kind, name):
-    path = REPORT_CAPTIONS / kind / f"{Path(name).stem}.rst"
-    return str(path if path.is_file() else REPORT_CAPTIONS / kind / "default.rst")
-
-
-def report_table(path):
-    name = Path(path).name
-    return report(path, caption=report_caption("tables", name), category="3. Tables",
-                  subcategory=Path(name).stem, labels={"table": Path(name).stem, "format": Path(name).suffix[1:]})
-
-
-def report_figure(path):
-    name = Path(path).name
-    return report(path, caption=report_caption("figures", name), category="4. Figures",
-                  subcategory=Path(name).stem, labels={"figure": Path(name).stem, "format": Path(name).suffix[1:]})
+def rule_outputs(rule):
+    """The named outputs of a report rule (`<stem>_<format>`; its job looks files up by these names)."""
+    return {item.key(fmt): report_item(item, fmt) for item in catalog.items(rule) for fmt in item.formats}

@@ -7,14 +7,12 @@ PAPER_MAIN = str(Path(workflow.basedir) / "paper" / "main.tex")  # committed; no
 rule paper_numbers:
     """macros.tex (every number main.tex quotes), metrics.json (DVC metrics), retention_by_scheme.csv (DVC plot)."""
     input:
-        summary=f"{RESULTS}/tables/summary.json",
-        retention=f"{RESULTS}/tables/retention.csv",
+        summary=catalog.get("table", "summary").path("json"),
+        retention=catalog.get("table", "retention").path("csv"),
     output:
-        macros="paper/macros.tex",
-        metrics="paper/metrics.json",
-        plot="paper/retention_by_scheme.csv",
+        **{k: catalog.PAPER_SOURCES[k] for k in ("macros", "metrics", "plot")},
     params:
-        scheme_bits=as_json({s: v.get("bits") for s, v in config["quantize"]["schemes"].items()}),
+        scheme_bits=as_json(EXP.scheme_bits()),
     localrule: True
     log:
         "logs/paper_numbers.log",
@@ -25,13 +23,12 @@ rule paper_numbers:
 
 
 rule paper_includes:
-    """tables.tex and figures.tex: one \\input per LaTeX table, one figure per PDF figure of TABLES/FIGURES."""
+    """tables.tex and figures.tex: one \\input per LaTeX table, one figure per PDF figure of the report catalog."""
     output:
-        tables="paper/tables.tex",
-        figures="paper/figures.tex",
+        **{k: catalog.PAPER_SOURCES[k] for k in ("tables", "figures")},
     params:
-        tables=as_json(TABLES + QUANT_TABLES),
-        figures=as_json({f: rst_caption(report_caption("figures", f)) for f in FIGURES + QUANT_FIGURES}),
+        tables=as_json(catalog.files("table")),
+        figures=as_json(catalog.captions("figure")),  # a caption edit reruns this
     localrule: True
     log:
         "logs/paper_includes.log",

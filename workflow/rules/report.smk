@@ -1,15 +1,19 @@
+# The headline and study tables, their figures, and their copies in paper/. Which files each rule
+# makes, their captions and what they are drawn from: qunlearn.report.catalog.
+
+
 rule aggregate:
-    """metrics.csv (long form), Table-1-style table, retention table, headline summary."""
+    """metrics.csv (long form), Table-1-style table, retention table, headline summary, study tables."""
     input:
-        evals=eval_outputs(),
-        selections=selection_files(),
+        evals=EXP.eval_files(),
+        selections=EXP.selection_files(),
     output:
-        tables=[report_table(f"{RESULTS}/tables/{t}") for t in TABLES],
+        **rule_outputs("aggregate"),
     params:
-        report=as_json(plan.report_table_slice(config)),
-        selections=as_json(selection_map()),
-        headline=as_json(plan.headline_ids(config)),
-        studies=as_json(plan.studies_for_report(config)),
+        report=as_json(EXP.report_table_params()),
+        selections=as_json(EXP.selection_map()),
+        headline=as_json(EXP.headline_ids()),
+        studies=as_json(EXP.studies_for_report()),
     localrule: True  # tables from small JSON files
     log:
         "logs/aggregate.log",
@@ -22,15 +26,13 @@ rule aggregate:
 
 
 rule figures:
-    """The figures, from metrics.csv, the lr-sweep table and the plot settings only (a plotting option
-    reruns just this)."""
+    """The figures, from the tables and the plot settings only (a plotting option reruns just this)."""
     input:
-        metrics=f"{RESULTS}/tables/metrics.csv",
-        lr_sweep=f"{RESULTS}/tables/lr_sweep.csv",
+        **catalog.table_inputs("figures"),
     output:
-        figures=[report_figure(f"{RESULTS}/figures/{f}") for f in FIGURES],
+        **rule_outputs("figures"),
     params:
-        plot=as_json(plan.report_figure_slice(config)),
+        plot=as_json(EXP.report_figure_params()),
     log:
         "logs/figures.log",
     benchmark:
@@ -44,11 +46,9 @@ rule figures:
 rule paper_assets:
     """Copy the regenerated tables and figures into paper/."""
     input:
-        tables=[f"{RESULTS}/tables/{t}" for t in TABLES],
-        figures=[f"{RESULTS}/figures/{f}" for f in FIGURES],
+        list(catalog.paper_copies("aggregate", "figures")),
     output:
-        tables=[f"paper/tables/{t}" for t in TABLES],
-        figures=[f"paper/figures/{f}" for f in FIGURES],
+        list(catalog.paper_copies("aggregate", "figures").values()),
     localrule: True
     log:
         "logs/paper_assets.log",

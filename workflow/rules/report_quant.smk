@@ -1,15 +1,15 @@
 rule aggregate_quant:
     """Quantizer tables and figures: GPTQ/AWQ table (paper Tables 2/3), retention per scheme and
-    bits, weight-change table, retention-vs-bits and changed-codes-vs-bits figures."""
+    bits, weight-change table, retention-vs-bits and changed-codes-vs-bits figures (declared in
+    qunlearn.report.catalog)."""
     input:
-        metrics=f"{RESULTS}/tables/metrics.csv",
-        analyses=analysis_outputs(),
+        **catalog.table_inputs("aggregate_quant"),
+        analyses=EXP.analysis_dirs(),
     output:
-        tables=[report_table(f"{RESULTS}/tables/{t}") for t in QUANT_TABLES],
-        figures=[report_figure(f"{RESULTS}/figures/{f}") for f in QUANT_FIGURES],
+        **rule_outputs("aggregate_quant"),
     params:
-        report=as_json(plan.stage_slice(config, "report", ReportConfig)),
-        schemes=as_json(plan.scheme_table(config)),
+        report=as_json(EXP.report_params()),
+        schemes=as_json(EXP.scheme_table()),
     log:
         "logs/aggregate_quant.log",
     benchmark:
@@ -23,11 +23,9 @@ rule aggregate_quant:
 rule paper_quant:
     """Copy the quantizer tables and figures into paper/."""
     input:
-        tables=[f"{RESULTS}/tables/{t}" for t in QUANT_TABLES],
-        figures=[f"{RESULTS}/figures/{f}" for f in QUANT_FIGURES],
+        list(catalog.paper_copies("aggregate_quant")),
     output:
-        tables=[f"paper/tables/{t}" for t in QUANT_TABLES],
-        figures=[f"paper/figures/{f}" for f in QUANT_FIGURES],
+        list(catalog.paper_copies("aggregate_quant").values()),
     localrule: True
     log:
         "logs/paper_quant.log",

@@ -4,8 +4,8 @@ if TYPE_CHECKING:  # Snakemake injects the `snakemake` object when it runs the s
     from snakemake.script import snakemake
 
 from qunlearn.jobs import job_logging, param
-from qunlearn.report_quant import aggregate_quant
+from qunlearn.report.stages import aggregate_quant
 
 with job_logging(snakemake.log[0]):
-    aggregate_quant(snakemake.input.metrics, snakemake.input.analyses, param(snakemake, "report"),
-                    param(snakemake, "schemes"), snakemake.output.tables, snakemake.output.figures)
+    aggregate_quant(snakemake.input.metrics_csv, snakemake.input.analyses, param(snakemake, "report"),
+                    param(snakemake, "schemes"), dict(snakemake.output.items()))

@@ -4,7 +4,7 @@ if TYPE_CHECKING:  # Snakemake injects the `snakemake` object when it runs the s
     from snakemake.script import snakemake
 
 from qunlearn.jobs import job_logging
-from qunlearn.paper import build_pdf
+from qunlearn.report.paper import build_pdf
 
 with job_logging(snakemake.log[0]):
     build_pdf(snakemake.input.main, snakemake.output[0])

@@ -7,8 +7,10 @@ import logging
 import shutil
 
 from qunlearn.jobs import job_logging
+from qunlearn.runtime import atomic_file
 
 with job_logging(snakemake.log[0]):
     for src, dst in zip(snakemake.input, snakemake.output):
-        shutil.copyfile(src, dst)
+        with atomic_file(dst) as tmp:
+            shutil.copyfile(src, tmp)
         logging.info("%s -> %s", src, dst)

@@ -4,8 +4,8 @@ if TYPE_CHECKING:  # Snakemake injects the `snakemake` object when it runs the s
     from snakemake.script import snakemake
 
 from qunlearn.jobs import job_logging, param
-from qunlearn.report import figures_from_metrics
+from qunlearn.report.stages import draw_figures
 
 with job_logging(snakemake.log[0]):
-    figures_from_metrics(snakemake.input.metrics, param(snakemake, "plot"), snakemake.output.figures,
-                         lr_sweep_csv=snakemake.input.lr_sweep)
+    draw_figures(snakemake.input.metrics_csv, snakemake.input.lr_sweep_csv, param(snakemake, "plot"),
+                 dict(snakemake.output.items()))

@@ -4,7 +4,7 @@ if TYPE_CHECKING:  # Snakemake injects the `snakemake` object when it runs the s
     from snakemake.script import snakemake
 
 from qunlearn.jobs import job_logging, param
-from qunlearn.paper import write_includes
+from qunlearn.report.paper import write_includes
 
 with job_logging(snakemake.log[0]):
     write_includes(param(snakemake, "tables"), param(snakemake, "figures"),

@@ -1,0 +1,129 @@
+"""Quantizer tables: the GPTQ/AWQ table (paper Tables 2/3), retention per scheme and bits (the plot
+the reviewers asked for, as a table), and the weight-change table (the rebuttal's cosine similarity
+and changed-code fraction); their figures are in ``figures``.
+
+Reads metrics.csv (rule ``aggregate``: the headline rows, with alphas resolved from the selections;
+the same metrics and retention definition as Table 1) and the analysis JSONs of rule ``analysis``;
+scheme facts (quantizer, bits) come from the experiment's scheme table, never from a scheme's name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from .. import paths, runtime
+from ..config import ReportConfig
+from .frame import MODEL_KEY, parse_eval_path
+from .tables import table1
+
+WEIGHT_COLUMNS = ["n_weights", "cosine", "rel_l2", "frac_fp_changed", "frac_codes_changed",
+                  "frac_dequant_changed", "q_cosine", "q_rel_l2"]
+KEY = ["dataset", "method", "alpha", "lr"]
+MEAN_LABEL = "mean (utility-constrained)"
+QUANTIZER_ORDER = ["none", "cast", "rtn", "bnb_int8", "bnb_fp4", "bnb_nf4", "gptq", "awq"]
+
+
+def parse_analysis_path(path: str | Path, models: pd.DataFrame | None = None) -> dict:
+    """Model key + scheme of one analysis JSON (the eval grammar under analysis/). ``models``
+    (metrics rows) resolves an alpha~selected model's alpha."""
+    try:
+        dataset, model_id, scheme = paths.parse_analysis_file(str(path))
+    except ValueError:
+        raise ValueError(f"{path}: not an analysis output path ({paths.ANALYSIS_FILE})") from None
+    if models is None:
+        return parse_eval_path(paths.eval_file(dataset, model_id, scheme))
+    rows = models[(models.dataset == dataset) & (models.model_id == model_id)]
+    if rows.empty:
+        raise ValueError(f"{path}: no evaluated model {model_id!r} in metrics.csv")
+    return {**rows.iloc[0][MODEL_KEY].to_dict(), "scheme": scheme}
+
+
+def scheme_order(schemes: dict) -> list[str]:
+    """Schemes from most to fewest bits, then by quantizer family (the params' JSON is key-sorted,
+    so the config's order is not available here)."""
+    def key(name):
+        q = schemes[name]["quantizer"]
+        rank = QUANTIZER_ORDER.index(q) if q in QUANTIZER_ORDER else len(QUANTIZER_ORDER)
+        return (-int(schemes[name]["nominal_bits"]), rank, name)
+
+    return sorted(schemes, key=key)
+
+
+def with_scheme_facts(df: pd.DataFrame, schemes: dict) -> pd.DataFrame:
+    """``df`` with each row's scheme's quantizer and bits."""
+    return df.assign(quantizer=[schemes[s]["quantizer"] for s in df.scheme],
+                     bits=[int(schemes[s]["nominal_bits"]) for s in df.scheme])
+
+
+def retention_by_bits(ret: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd.DataFrame:
+    """Retention per (dataset, method, scheme) with the scheme's quantizer and bits, plus the mean
+    of the utility-constrained methods as method ``MEAN_LABEL``."""
+    means = (ret[ret.method.isin(cfg.utility_constrained)].groupby(["dataset", "scheme"], as_index=False)
+             .retention.mean())
+    means = means.assign(method=MEAN_LABEL, alpha="", lr="")
+    ret = ret[["dataset", "method", "alpha", "lr", "scheme", "retention"]]
+    out = with_scheme_facts(pd.concat([ret, means[ret.columns]], ignore_index=True), schemes)
+    out["_s"] = out.scheme.map({s: i for i, s in enumerate(scheme_order(schemes))})
+    out["_m"] = (out.method == MEAN_LABEL).astype(int)
+    out = out.sort_values(["dataset", "_m", "method", "alpha", "lr", "_s"], kind="stable")
+    return out[["dataset", "method", "alpha", "lr", "scheme", "quantizer", "bits", "retention"]].reset_index(drop=True)
+
+
+def method_labels(df: pd.DataFrame) -> pd.Series:
+    """``method`` where a dataset has one (alpha, lr) of it, else ``method (a=.., lr=..)``."""
+    counts = df.groupby(["dataset", "method"])[["alpha", "lr"]].apply(lambda g: len(g.drop_duplicates()))
+    return pd.Series([r.method if counts[(r.dataset, r.method)] == 1 or r.method == MEAN_LABEL
+                      else f"{r.method} (a={r.alpha}, lr={r.lr})" for r in df.itertuples()], index=df.index)
+
+
+def retention_by_bits_wide(rb: pd.DataFrame, schemes: dict) -> pd.DataFrame:
+    """Rows dataset x scheme (with quantizer and bits), one column per method."""
+    d = rb.assign(label=method_labels(rb))
+    wide = d.pivot_table(index=["dataset", "scheme", "quantizer", "bits"], columns="label",
+                         values="retention", sort=False).reset_index()
+    wide["_s"] = wide.scheme.map({s: i for i, s in enumerate(scheme_order(schemes))})
+    wide = wide.sort_values(["dataset", "_s"], kind="stable").drop(columns="_s")
+    labels = [c for c in dict.fromkeys(d.label) if c != MEAN_LABEL] + [MEAN_LABEL]
+    wide.columns.name = None
+    return wide[["dataset", "scheme", "quantizer", "bits", *[c for c in labels if c in wide]]].reset_index(drop=True)
+
+
+def analysis_files(dirs: list[str]) -> list[str]:
+    """The per-scheme JSONs of the analysis outputs (directories, one per unlearned model)."""
+    out = []
+    for p in map(Path, dirs):
+        out += sorted(str(f) for f in p.glob("*.json")) if p.is_dir() else [str(p)]
+    return out
+
+
+def weight_change_long(analysis_paths: list[str], schemes: dict, models: pd.DataFrame | None = None) -> pd.DataFrame:
+    rows = []
+    for path in analysis_files(analysis_paths):
+        key = parse_analysis_path(path, models)
+        data = runtime.read_json(path)
+        base = {k: key[k] for k in (*KEY, "scheme")}
+        rows.append({**base, "scope": "overall", **{c: data["overall"][c] for c in WEIGHT_COLUMNS}})
+        for group, prefix in (("by_module", "module"), ("by_layer", "layer")):
+            for name, vals in data[group].items():
+                rows.append({**base, "scope": f"{prefix}:{name}", **{c: vals[c] for c in WEIGHT_COLUMNS}})
+    df = with_scheme_facts(pd.DataFrame(rows, columns=[*KEY, "scheme", "scope", *WEIGHT_COLUMNS]), schemes)
+    df["_s"] = df.scheme.map({s: i for i, s in enumerate(scheme_order(schemes))})
+    df = df.sort_values([*KEY, "_s"], kind="stable").drop(columns="_s")
+    return df[[*KEY, "scheme", "quantizer", "bits", "scope", *WEIGHT_COLUMNS]].reset_index(drop=True)
+
+
+def weight_change_summary(wc: pd.DataFrame) -> pd.DataFrame:
+    d = wc[wc.scope == "overall"].copy()
+    for c in ("frac_codes_changed", "frac_dequant_changed"):
+        d[c.replace("frac_", "pct_")] = 100.0 * d[c]
+    return d[[*KEY, "scheme", "bits", "cosine", "rel_l2", "pct_codes_changed", "pct_dequant_changed",
+              "q_rel_l2"]].reset_index(drop=True)
+
+
+def table2_3(df: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd.DataFrame:
+    """Table 1 layout restricted to full precision, GPTQ and AWQ (the paper's Tables 2 and 3)."""
+    keep = [cfg.full_precision_scheme] + [s for s in scheme_order(schemes)
+                                          if schemes[s]["quantizer"] in ("gptq", "awq")]
+    return table1(df[df.scheme.isin(keep)], keep)

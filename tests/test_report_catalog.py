@@ -1,0 +1,84 @@
+"""The report package's contracts: the catalog is parse-time safe and complete, the modules are
+layered without cycles, retention has one definition (the selection and the tables agree, also when
+the target scores 0 on a metric), and outputs are written atomically."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qunlearn import runtime
+from qunlearn.config import ReportConfig
+from qunlearn.report import catalog
+from qunlearn.report.frame import long_metrics
+from qunlearn.report.tables import retention
+from qunlearn.selection import select_alpha
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+LAYERS = ["retention", "catalog", "frame", "render", "tables", "studies", "quant", "figures", "paper", "stages"]
+
+
+def test_catalog_imports_neither_pandas_nor_torch():
+    code = ("import sys, qunlearn.report.catalog as c; c.outputs('aggregate'); c.paper_files(); "
+            "bad = {'pandas', 'torch', 'matplotlib'} & set(sys.modules); assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(SRC)})
+
+
+def test_every_item_is_declared_once_with_a_caption():
+    assert len({(i.kind, i.stem) for i in catalog.ITEMS}) == len(catalog.ITEMS)
+    keys = [k for rule in catalog.RULES for k in catalog.outputs(rule)]
+    assert len(keys) == len(set(keys)) and all(k.isidentifier() for k in keys)
+    for item in catalog.ITEMS:
+        assert Path(item.caption_file).is_file(), item.caption_file
+        assert item.caption and "\n" not in item.caption
+        assert (item.label != "") == ("tex" in item.formats), item.stem
+    # what a rule draws from is made by a rule before it
+    made = set()
+    for rule in catalog.RULES:
+        assert set(catalog.table_inputs(rule).values()) <= made, rule
+        made |= set(catalog.outputs(rule).values())
+
+
+def test_report_modules_import_only_lower_layers():
+    assert sorted(p.stem for p in (SRC / "qunlearn/report").glob("*.py") if p.stem != "__init__") == sorted(LAYERS)
+    for i, name in enumerate(LAYERS):
+        tree = ast.parse((SRC / "qunlearn/report" / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                targets = [node.module] if node.module else [a.name for a in node.names]
+                for t in targets:
+                    assert LAYERS.index(t) < i, f"{name} imports {t} (a layer above it)"
+
+
+def _eval(root, model_id, m1, m2, m4):
+    path = root / "results/d/eval" / model_id / "fp32.json"
+    runtime.write_json_atomic(path, {"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": 0.5}})
+    return str(path)
+
+
+def test_a_target_scoring_zero_on_m1_counts_m2_alone_in_the_selection_and_the_table(tmp_path):
+    target = {"verbmem_f": 0.0, "knowmem_f": 0.8, "knowmem_r": 1.0}
+    grid = {1.0: {"verbmem_f": 0.3, "knowmem_f": 0.6, "knowmem_r": 0.9},
+            2.0: {"verbmem_f": 0.0, "knowmem_f": 0.2, "knowmem_r": 0.9}}
+    arm = "unlearn/ga_gdr/alpha~{}/lr~1e-05/epochs~1/loss~faithful"
+    paths = [_eval(tmp_path, "target", *target.values()), _eval(tmp_path, "retrain", 0.0, 0.1, 1.0)]
+    paths += [_eval(tmp_path, arm.format(f"{a:g}"), *s.values()) for a, s in grid.items()]
+    table = retention(long_metrics(paths, ReportConfig())).set_index("alpha").retention
+    sel = select_alpha(grid, target, 0.5)
+    assert {g["alpha"]: g["forget_retention"] for g in sel["grid"]} == pytest.approx(
+        {1.0: table["1"], 2.0: table["2"]})
+    assert table["1"] == pytest.approx(0.6 / 0.8) and table["2"] == pytest.approx(0.2 / 0.8)
+    assert sel["alpha"] == 2.0
+
+
+def test_atomic_file_keeps_the_old_output_when_the_writer_fails(tmp_path):
+    out = tmp_path / "t.csv"
+    runtime.write_text_atomic(out, "old\n")
+    with pytest.raises(RuntimeError):
+        with runtime.atomic_file(out) as tmp:
+            assert tmp.suffix == ".csv" and tmp.parent == out.parent
+            tmp.write_text("half")
+            raise RuntimeError("killed")
+    assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
