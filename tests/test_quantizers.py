@@ -227,11 +227,15 @@ def test_calibration_texts_are_a_seeded_subset_of_the_split():
     assert sorted(calibration_texts(texts, 50, 0)) == sorted(texts)
 
 
-def test_plan_routes_calibrated_schemes_through_the_quantize_rule(default_config):
-    from qunlearn import plan
+def test_the_experiment_routes_calibrated_schemes_through_the_quantize_rule(default_config):
+    from qunlearn.experiment import Experiment
 
-    assert plan.is_calibrated(default_config, "gptq") and plan.is_calibrated(default_config, "awq")
-    assert not plan.is_calibrated(default_config, "bnb_nf4") and not plan.is_calibrated(default_config, "rtn4")
-    plain = plan.dataset_schemes(default_config, "synth_plain")
+    exp = Experiment(default_config)
+    assert exp.schemes["gptq"].calibrated and exp.schemes["awq"].calibrated
+    assert not exp.schemes["bnb_nf4"].calibrated and not exp.schemes["rtn4"].calibrated
+    assert exp.calibrated_scheme_names() == ["gptq", "awq"]
+    assert exp.eval_model_input("synth", "target", "gptq") == "results/synth/quant/target/gptq"
+    assert exp.eval_model_input("synth", "target", "rtn4") == "results/synth/models/target"
+    plain = exp.dataset_schemes("synth_plain")
     assert plain == default_config["datasets"]["synth_plain"]["schemes"]
-    assert plan.dataset_schemes(default_config, "synth") == list(default_config["quantize"]["schemes"])
+    assert exp.dataset_schemes("synth") == list(default_config["quantize"]["schemes"])

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from qunlearn import plan
+from qunlearn.experiment import Experiment
+from qunlearn.paths import parse_model_id
 from qunlearn.config import ConfigError
 from qunlearn.runtime import read_json, write_json_atomic
 from qunlearn.report.retention import forget_retention
@@ -64,22 +65,25 @@ def test_stage_reads_eval_jsons_and_records_the_grid(tmp_path):
 
 def test_selection_sources_of_reuse_datasets_and_sure_methods(default_config):
     cfg = default_config
-    assert plan.selection_source(cfg, "synth", "ga_gdr") == ("synth", "ga_gdr")
-    assert plan.selection_source(cfg, "synth_plain", "ga_gdr") == ("synth", "ga_gdr")
-    assert plan.selection_source(cfg, "synth", "ga_gdr_sure") == ("synth", "ga_gdr")
+    exp = Experiment(cfg)
+    assert exp.selection_source("synth", "ga_gdr") == ("synth", "ga_gdr")
+    assert exp.selection_source("synth_plain", "ga_gdr") == ("synth", "ga_gdr")
+    assert exp.selection_source("synth", "ga_gdr_sure") == ("synth", "ga_gdr")  # the spec's objective
     bad = copy.deepcopy(cfg)
     del bad["unlearn"]["methods"]["ga_gdr"], bad["datasets"]["synth_plain"], bad["sweeps"]
+    bad["report"]["utility_constrained"] = ["ga_klr"]
     with pytest.raises(ConfigError, match="ga_gdr_sure.alphas"):
-        plan.check_config(bad)
+        Experiment(bad)
 
 
 def test_selected_arms_carry_no_alpha_in_their_params(default_config):
-    arm = plan.headline_arm(default_config, "synth", "ga_gdr")
-    assert arm.alpha == "selected" and "alpha" not in plan.unlearn_slice(default_config, arm)
-    grid = plan.grid_arms(default_config, "synth", "ga_gdr")
+    exp = Experiment(default_config)
+    arm = exp.headline_arm("synth", "ga_gdr")
+    assert arm.alpha == "selected" and "alpha" not in exp.unlearn_params(arm)
+    grid = exp.grid_arms("synth", "ga_gdr")
     assert [a.alpha for a in grid] == ["1", "2", "5"]
-    assert plan.unlearn_slice(default_config, grid[1])["alpha"] == 2.0
-    assert plan.parse_model_id(arm.model_id)["alpha"] == "selected"
+    assert exp.unlearn_params(grid[1])["alpha"] == 2.0
+    assert parse_model_id(arm.model_id).alpha == "selected"
 
 
 def test_a_selected_arm_copies_its_grid_twin_only_when_the_configs_agree(tmp_path):

@@ -112,6 +112,7 @@ def test_dry_run_plans_quantize_and_analysis_jobs_for_calibrated_schemes_only(tm
     del cfg["datasets"]["synth_plain"]
     del cfg["sweeps"]
     cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1]}}
+    cfg["report"]["utility_constrained"] = ["ga_gdr"]
     cfg["unlearn"]["alpha_selection"] = {"schemes": ["fp32"]}
     cfg["report"]["quantized_scheme"] = "nf4"
     cfg["quantize"]["schemes"] = {"fp32": {"quantizer": "none"}, "nf4": {"quantizer": "bnb_nf4"},
@@ -140,6 +141,7 @@ def test_sweeps_plan_exactly_the_arms_the_config_asks_for(tmp_path, default_conf
     del cfg["datasets"]["synth_plain"]
     cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1, 5]}, "npo_gdr": {"alphas": [1]},
                                  "ga_gdr_sure": {"lr": 1e-3}}
+    cfg["report"]["utility_constrained"] = ["ga_gdr", "npo_gdr"]
     cfg["unlearn"]["alpha_selection"] = {"schemes": ["fp32"]}
     cfg["sweeps"] = {"lr": {"methods": ["ga_gdr_sure"], "lrs": [3e-5, 1e-3], "schemes": ["rtn4"]},
                      "epochs": {"methods": ["npo_gdr"], "epochs": [1, 40], "schemes": ["fp32"]},
@@ -173,6 +175,7 @@ def test_dry_run_with_another_configfile_uses_that_file_alone(tmp_path, default_
     del cfg["datasets"]["synth_plain"]
     del cfg["sweeps"]
     cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1, 5]}}
+    cfg["report"]["utility_constrained"] = ["ga_gdr"]
     cfg["unlearn"]["lr"] = 1e-5
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))

@@ -10,7 +10,8 @@ import torch
 
 from .batching import collate, encode_documents, epoch_batches, to_device
 from .config import EvalConfig, TrainConfig
-from .evaluate.runner import knowmem, verbmem
+from .evaluate.knowmem import knowmem
+from .evaluate.verbmem import verbmem
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,18 @@ SPEC = METRICS.register(MetricSpec(
 
 def compute(model, tokenizer, data_dir, cfg, progress: bool = False) -> dict:
     """M1 on ``verbmem/forget``: per item the prompt, the truncated reference, the output and its score."""
+    from ..data import muse_format
+
+    return verbmem(model, tokenizer, muse_format.read_split(data_dir, "verbmem", "forget"), cfg, progress)
+
+
+def verbmem(model, tokenizer, items_in: list[dict], cfg, progress: bool = False) -> dict:
+    """VerbMem of ``items_in`` ({prompt, gt}); also train_base's memorisation check."""
     import numpy as np
 
-    from ..data import muse_format
     from . import metrics
     from .generation import greedy_generate, model_max_length
 
-    items_in = muse_format.read_split(data_dir, "verbmem", "forget")
     n = cfg.verbmem_max_new_tokens
     outs = greedy_generate(model, tokenizer, [it["prompt"] for it in items_in], n, cfg.batch_size,
                            max_length=model_max_length(model), progress=progress)
