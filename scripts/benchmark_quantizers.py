@@ -22,7 +22,6 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
 
 
 def main() -> int:
@@ -38,12 +37,11 @@ def main() -> int:
 
     import torch
 
-    from qunlearn import plan, runtime
+    from qunlearn import runtime
     from qunlearn.data import muse_format
     from qunlearn.data.tokenizer import load_tokenizer
+    from qunlearn.experiment import Experiment
     from qunlearn.models import load_model
-    from qunlearn import registries  # noqa: F401  (fills the quantizer registry)
-    from qunlearn.plugins import Scheme
     from qunlearn.quantize import implementation, load_quantized
     from qunlearn.quantize.llmc import calibration_texts
 
@@ -55,8 +53,11 @@ def main() -> int:
     import llmcompressor  # noqa: F401
     print(f"imports of bitsandbytes + llmcompressor: {time.time() - t0:.1f} s (once per job)")
     rows = []
-    for name in config["quantize"]["schemes"]:
-        scfg = Scheme.from_config(name, config["quantize"]["schemes"][name])
+    exp = Experiment(config)
+    for name, scfg in exp.schemes.items():
+        # quantizers with a `load` build the library's own modules while loading (bitsandbytes);
+        # the others are applied to the dense model after loading it
+        loads_itself = hasattr(implementation(scfg), "load")
         times = []
         for _ in range(args.repeats):
             if scfg.calibrated:
@@ -69,7 +70,7 @@ def main() -> int:
             else:
                 t = time.time()
                 model, _ = load_quantized(args.model, scfg)
-                if scfg.quantizer in ("none", "rtn", "cast"):
+                if not loads_itself:
                     t_load = time.time()
                     load_model(args.model)
                     t += time.time() - t_load  # count the quantization, not the fp32 load
@@ -83,12 +84,11 @@ def main() -> int:
     if args.compare_bnb:
         from qunlearn.stages import evaluate_model
 
-        ecfg = plan.stage_slice(config, "evaluate", __import__("qunlearn.config", fromlist=["x"]).EvalConfig)
-        print(f"\nbitsandbytes modules vs dense dequantized weights, evaluation of {args.model}:")
+        ecfg = exp.evaluate_params()
+        print(f"\nlibrary modules (bitsandbytes) vs dense dequantized weights, evaluation of {args.model}:")
         tmp = Path("/tmp") / "qunlearn_bnb_compare"
-        for name in config["quantize"]["schemes"]:
-            scfg = Scheme.from_config(name, config["quantize"]["schemes"][name])
-            if not scfg.quantizer.startswith("bnb"):
+        for name, scfg in exp.schemes.items():
+            if scfg.calibrated or not hasattr(implementation(scfg), "load"):
                 continue
             outs = []
             for sim in (False, True):
