@@ -2,7 +2,7 @@
 # The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr x epochs x loss, alpha grid
 #          -> select_alpha) -> [quantize (GPTQ/AWQ)] -> evaluate (x scheme), analysis (weight change)
 #          -> aggregate tables, figures -> paper/ (snakemake paper: also paper/main.pdf)
-# Path grammar: see workflow/rules/common.smk and the README.
+# Paths and model ids: src/qunlearn/paths.py (docs/guide/paths.md); planning: src/qunlearn/experiment.py.
 
 from snakemake.utils import min_version, validate
 

@@ -141,7 +141,7 @@ class ReleaseConfig:
 
     ``snap_bits`` set: every Linear weight of the transformer blocks is replaced by its own RTN
     dequantization (symmetric absmax, ``snap_group_size``), i.e. the released model already lies on
-    the grid a user's 4-bit quantizer will use. This emulates the large-model regime (see README).
+    the grid a user's 4-bit quantizer will use. This emulates the large-model regime (docs/science.md).
     ``snap_bits`` null: released exactly as trained.
     """
 

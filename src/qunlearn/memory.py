@@ -1,4 +1,4 @@
-"""What it takes to unlearn a 7B model on one or two GPUs (README "Real scale"): the optimizer
+"""What it takes to unlearn a 7B model on one or two GPUs (docs/guide/real-scale.md): the optimizer
 choice, where the frozen reference lives, gradient checkpointing. Defaults keep the tiny model's
 behaviour (torch AdamW, reference beside the model)."""
 

@@ -185,7 +185,7 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_json: str | 
 
     For calibrated schemes (GPTQ, AWQ) ``model_dir`` is the quantize rule's checkpoint, already
     holding the deployed weights. ``simulate`` (not used by the workflow) evaluates bitsandbytes
-    schemes with their exact dequantized dense weights instead of the bnb modules (README compares).
+    schemes with their exact dequantized dense weights instead of the bnb modules (docs/measurements.md compares).
     """
     from .data.tokenizer import load_tokenizer
     from .evaluate.runner import evaluate_all

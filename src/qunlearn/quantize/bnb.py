@@ -11,7 +11,7 @@ Two ways to get a bnb model, both here:
 * :meth:`apply` writes the *exact* bnb dequantization back into dense Linear weights
   (``Linear4bit`` dequantizes to the compute dtype and runs a dense matmul, so for 4-bit this is the
   same computation; LLM.int8 also quantizes the activations row-wise and keeps outlier feature
-  columns (|x| > threshold) in 16 bit, which the dense simulation does not do). The README reports
+  columns (|x| > threshold) in 16 bit, which the dense simulation does not do). docs/measurements.md reports
   how far the two agree on the tiny model (scripts/benchmark_quantizers.py --compare-bnb).
 
 :meth:`codes` gives the stored codes of one weight (int8 codes + row scales, or the 4-bit indices +

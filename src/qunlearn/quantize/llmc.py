@@ -1,6 +1,6 @@
 """GPTQ and AWQ through llmcompressor (the vLLM project's maintained successor of AutoGPTQ/AutoAWQ).
 
-Why llmcompressor (README, "Quantizers"): auto-gptq does not import with transformers 5 and refuses
+Why llmcompressor (docs/guide/schemes.md): auto-gptq does not import with transformers 5 and refuses
 to quantize without CUDA; autoawq is deprecated upstream and cannot load its own output on a CPU;
 gptqmodel declares torch>=2.14.1 (a plain install pulls a CUDA torch; it works only installed with
 --no-deps) and its CPU kernels accept only fp16/bf16. llmcompressor 0.14 installs from PyPI with the

@@ -5,7 +5,7 @@ For each output row (and each group of ``group_size`` input columns when set):
     Q(w) = Delta * code.
 qmax = 2^(bits-1) - 1 is the absmax convention of LLM.int8 (127 at 8 bits); it keeps every code in
 the signed N-bit range and makes RTN idempotent. The paper writes Delta = max|w| / 2^(bits-1),
-which would need the code +2^(bits-1) for a positive maximum (outside N bits); see README.
+which would need the code +2^(bits-1) for a positive maximum (outside N bits); see docs/science.md.
 The weights stay dense fp tensors holding the dequantized values (simulated quantization), which
 is exactly what a deployed RTN kernel computes with.
 """
