@@ -17,7 +17,7 @@ from pathlib import Path
 
 TRACKED_PACKAGES = (
     "qunlearn", "torch", "transformers", "tokenizers", "safetensors", "datasets", "numpy",
-    "rouge-score", "scikit-learn", "pandas", "matplotlib", "snakemake",
+    "rouge-score", "pandas", "matplotlib", "snakemake",
 )
 
 
