@@ -38,6 +38,6 @@ report: "workflow/report/workflow.rst"
 
 
 rule all:
+    default_target: True
     input:
         paper_outputs(),
-    default_target: True

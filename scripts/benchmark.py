@@ -25,9 +25,15 @@ def collect(root: Path) -> pd.DataFrame:
     for tsv in sorted(root.rglob("*.tsv")):
         rule = tsv.relative_to(root).parts[0].removesuffix(".tsv")
         df = pd.read_csv(tsv, sep="\t")
-        rows.append({"rule": rule, "job": str(tsv.relative_to(root)), "s": float(df["s"].iloc[-1]),
-                     "cpu_s": float(df["cpu_time"].iloc[-1]) if "cpu_time" in df else float("nan"),
-                     "max_rss_mb": float(df["max_rss"].iloc[-1]) if "max_rss" in df else float("nan")})
+        rows.append(
+            {
+                "rule": rule,
+                "job": str(tsv.relative_to(root)),
+                "s": float(df["s"].iloc[-1]),
+                "cpu_s": float(df["cpu_time"].iloc[-1]) if "cpu_time" in df else float("nan"),
+                "max_rss_mb": float(df["max_rss"].iloc[-1]) if "max_rss" in df else float("nan"),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -47,21 +53,32 @@ def main() -> int:
     if df.empty:
         print(f"no benchmark files under {args.benchmarks}", file=sys.stderr)
         return 1
-    table = df.groupby("rule").agg(jobs=("s", "size"), total_s=("s", "sum"), median_s=("s", "median"),
-                                   max_s=("s", "max"), cpu_total_s=("cpu_s", "sum"),
-                                   cpu_median_s=("cpu_s", "median"), max_rss_mb=("max_rss_mb", "max"))
+    table = df.groupby("rule").agg(
+        jobs=("s", "size"),
+        total_s=("s", "sum"),
+        median_s=("s", "median"),
+        max_s=("s", "max"),
+        cpu_total_s=("cpu_s", "sum"),
+        cpu_median_s=("cpu_s", "median"),
+        max_rss_mb=("max_rss_mb", "max"),
+    )
     table = table.sort_values("total_s", ascending=False)
     print(table.to_string(float_format=lambda v: f"{v:.1f}"))
     total = df.s.sum()
-    print(f"\nsum of job wall times: {total:.1f} s over {len(df)} jobs "
-          f"(median job {statistics.median(df.s):.1f} s); with 2 cores the DAG's wall clock is lower")
-    print(f"sum of job CPU times: {df.cpu_s.sum():.1f} s (less sensitive than wall time to other load "
-          f"on the machine; with 2 cores and 1 thread per job, about half of it is the wall clock)")
+    print(
+        f"\nsum of job wall times: {total:.1f} s over {len(df)} jobs "
+        f"(median job {statistics.median(df.s):.1f} s); with 2 cores the DAG's wall clock is lower"
+    )
+    print(
+        f"sum of job CPU times: {df.cpu_s.sum():.1f} s (less sensitive than wall time to other load "
+        f"on the machine; with 2 cores and 1 thread per job, about half of it is the wall clock)"
+    )
     if args.by_scheme:
         sub = df[df.rule.isin(["evaluate", "quantize"])].copy()
         sub["scheme"] = [Path(j).stem for j in sub.job]
-        per = sub.groupby(["rule", "scheme"]).agg(jobs=("s", "size"), median_s=("s", "median"),
-                                                  cpu_median_s=("cpu_s", "median"))
+        per = sub.groupby(["rule", "scheme"]).agg(
+            jobs=("s", "size"), median_s=("s", "median"), cpu_median_s=("cpu_s", "median")
+        )
         print("\nper scheme (evaluate and quantize jobs):")
         print(per.to_string(float_format=lambda v: f"{v:.1f}"))
     return 0

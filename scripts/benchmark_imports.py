@@ -32,9 +32,22 @@ import tempfile
 import time
 from pathlib import Path
 
-WATCH = ("torch", "transformers", "transformers.models.auto.auto_factory",
-         "transformers.generation.candidate_generator", "sklearn", "scipy", "pandas", "torch._dynamo",
-         "torch.distributed.tensor", "nltk", "datasets", "bitsandbytes", "llmcompressor", "ipywidgets")
+WATCH = (
+    "torch",
+    "transformers",
+    "transformers.models.auto.auto_factory",
+    "transformers.generation.candidate_generator",
+    "sklearn",
+    "scipy",
+    "pandas",
+    "torch._dynamo",
+    "torch.distributed.tensor",
+    "nltk",
+    "datasets",
+    "bitsandbytes",
+    "llmcompressor",
+    "ipywidgets",
+)
 
 # What an evaluate job imports, in the order it imports it.
 JOB_IMPORTS = """
@@ -80,7 +93,7 @@ def parse_importtime(stderr: str) -> tuple[int, dict[str, int], dict[str, set[st
     for line in stderr.splitlines():
         if not line.startswith("import time:") or "cumulative" in line:
             continue
-        _, c, name = line[len("import time:"):].split("|", 2)
+        _, c, name = line[len("import time:") :].split("|", 2)
         name = name.rstrip("\n")[1:]
         rows.append(((len(name) - len(name.lstrip(" "))) // 2, name.strip(), int(c)))
     total = sum(c for d, _, c in rows if d == 0)
@@ -110,11 +123,12 @@ def top_modules(med: dict[str, float], ancestors: dict[str, set[str]], n: int) -
 
 
 def run_once(code: str, args: list[str], env: dict):
-    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", code, *args], env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", code, *args], env=env, capture_output=True, text=True
+    )
     if proc.returncode:
         sys.exit(f"child failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    wall = float(next(l.split()[1] for l in proc.stdout.splitlines() if l.startswith("WALL")))
+    wall = float(next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("WALL")))
     total, cum, ancestors = parse_importtime(proc.stderr)
     return total, cum, wall, ancestors
 
@@ -123,11 +137,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", "--runs", type=int, default=5)
     ap.add_argument("--top", type=int, default=10)
-    ap.add_argument("--job", nargs=2, metavar=("MODEL_DIR", "DATA_DIR"),
-                    help="run a whole evaluate_model on these inputs instead of the import list")
+    ap.add_argument(
+        "--job",
+        nargs=2,
+        metavar=("MODEL_DIR", "DATA_DIR"),
+        help="run a whole evaluate_model on these inputs instead of the import list",
+    )
     ap.add_argument("--scheme", default="fp32", help="with --job: a scheme of config.yaml")
-    ap.add_argument("--config", default=str(Path(__file__).resolve().parents[1] / "config.yaml"),
-                    help="with --job: the config whose quantize.schemes and evaluate are used")
+    ap.add_argument(
+        "--config",
+        default=str(Path(__file__).resolve().parents[1] / "config.yaml"),
+        help="with --job: the config whose quantize.schemes and evaluate are used",
+    )
     ap.add_argument("--watch", nargs="*", default=list(WATCH), help="modules always reported")
     ap.add_argument("--json", help="also write the medians here")
     a = ap.parse_args()
@@ -141,14 +162,25 @@ def main() -> None:
             import yaml
 
             cfg = yaml.safe_load(Path(a.config).read_text())
-            code, args = JOB_RUN, [*a.job, str(Path(tmp) / "eval.json"), a.scheme,
-                                   json.dumps(cfg["quantize"]["schemes"][a.scheme]), json.dumps(cfg.get("evaluate", {}))]
+            code, args = (
+                JOB_RUN,
+                [
+                    *a.job,
+                    str(Path(tmp) / "eval.json"),
+                    a.scheme,
+                    json.dumps(cfg["quantize"]["schemes"][a.scheme]),
+                    json.dumps(cfg.get("evaluate", {})),
+                ],
+            )
         else:
             code, args = JOB_IMPORTS, []
         for i in range(a.runs):
             runs.append(run_once(code, args, env))
-            print(f"run {i + 1}/{a.runs}: imports {runs[-1][0] / 1e6:.3f} s (-X importtime), "
-                  f"child wall {runs[-1][2]:.3f} s", file=sys.stderr)
+            print(
+                f"run {i + 1}/{a.runs}: imports {runs[-1][0] / 1e6:.3f} s (-X importtime), "
+                f"child wall {runs[-1][2]:.3f} s",
+                file=sys.stderr,
+            )
 
     med_total = statistics.median(r[0] for r in runs)
     med_wall = statistics.median(r[2] for r in runs)
@@ -159,11 +191,14 @@ def main() -> None:
         for m, anc in r[3].items():
             ancestors.setdefault(m, set()).update(anc)
     top = top_modules(med, ancestors, a.top)
-    print(f"python {sys.version.split()[0]}, {a.runs} runs, {'evaluate_model' if a.job else 'job imports'}; "
-          f"loadavg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
+    print(
+        f"python {sys.version.split()[0]}, {a.runs} runs, {'evaluate_model' if a.job else 'job imports'}; "
+        f"loadavg {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    )
     print(f"median import time (-X importtime, sum of top-level cumulative): {med_total / 1e6:.3f} s")
-    print(f"median child wall time (includes -X importtime overhead{', evaluation' if a.job else ''}): "
-          f"{med_wall:.3f} s")
+    print(
+        f"median child wall time (includes -X importtime overhead{', evaluation' if a.job else ''}): {med_wall:.3f} s"
+    )
     print(f"top {a.top} cumulative (median, s; a module that is >= 90% of a listed importer's cost is left out):")
     for m in top:
         print(f"  {med[m] / 1e6:8.3f}  {m}")
@@ -171,10 +206,19 @@ def main() -> None:
     for m in a.watch:
         print(f"  {med[m] / 1e6:8.3f}  {m}" if med.get(m) else f"  {'-':>8}  {m}")
     if a.json:
-        Path(a.json).write_text(json.dumps({"runs": a.runs, "median_import_s": med_total / 1e6,
-                                            "median_wall_s": med_wall, "median_cumulative_s":
-                                            {m: med[m] / 1e6 for m in top + [w for w in a.watch if w in med]},
-                                            "time": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=2) + "\n")
+        Path(a.json).write_text(
+            json.dumps(
+                {
+                    "runs": a.runs,
+                    "median_import_s": med_total / 1e6,
+                    "median_wall_s": med_wall,
+                    "median_cumulative_s": {m: med[m] / 1e6 for m in top + [w for w in a.watch if w in med]},
+                    "time": time.strftime("%Y-%m-%d %H:%M:%S"),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,11 @@ def main() -> int:
     ap.add_argument("--configfile", default=str(ROOT / "config.yaml"))
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--compare-bnb", action="store_true",
-                    help="evaluate each bnb scheme with the bnb modules and with dense dequantized weights")
+    ap.add_argument(
+        "--compare-bnb",
+        action="store_true",
+        help="evaluate each bnb scheme with the bnb modules and with dense dequantized weights",
+    )
     args = ap.parse_args()
 
     import torch
@@ -51,6 +54,7 @@ def main() -> int:
     t0 = time.time()
     import bitsandbytes  # noqa: F401
     import llmcompressor  # noqa: F401
+
     print(f"imports of bitsandbytes + llmcompressor: {time.time() - t0:.1f} s (once per job)")
     rows = []
     exp = Experiment(config)
@@ -62,8 +66,11 @@ def main() -> int:
         for _ in range(args.repeats):
             if scfg.calibrated:
                 s = scfg.resolved()
-                texts = calibration_texts(muse_format.read_texts(args.data, "raw", s["calibration_split"]),
-                                          s["calibration_samples"], s["calibration_seed"])
+                texts = calibration_texts(
+                    muse_format.read_texts(args.data, "raw", s["calibration_split"]),
+                    s["calibration_samples"],
+                    s["calibration_seed"],
+                )
                 model = load_model(args.model, device=torch.device("cpu"))
                 t = time.time()
                 implementation(scfg).calibrate(model, tok, texts, scfg)
@@ -93,9 +100,20 @@ def main() -> int:
             outs = []
             for sim in (False, True):
                 t = time.time()
-                outs.append(evaluate_model(args.model, args.data, tmp / f"{name}_{sim}.json", scfg.resolved(), ecfg,
-                                           seed=0, threads=args.threads, scheme_name=name, progress=False,
-                                           simulate=sim))
+                outs.append(
+                    evaluate_model(
+                        args.model,
+                        args.data,
+                        tmp / f"{name}_{sim}.json",
+                        scfg.resolved(),
+                        ecfg,
+                        seed=0,
+                        threads=args.threads,
+                        scheme_name=name,
+                        progress=False,
+                        simulate=sim,
+                    )
+                )
                 outs[-1]["_s"] = time.time() - t
             real, sim = outs
             same = total = 0
@@ -104,8 +122,10 @@ def main() -> int:
                     same += a["output"] == b["output"]
                     total += 1
             mets = ", ".join(f"{k} {real['metrics'][k]:.4f}/{sim['metrics'][k]:.4f}" for k in real["metrics"])
-            print(f"{name:<10} identical generations {same}/{total}; metrics bnb/dense: {mets}; "
-                  f"eval time {real['_s']:.1f} s / {sim['_s']:.1f} s")
+            print(
+                f"{name:<10} identical generations {same}/{total}; metrics bnb/dense: {mets}; "
+                f"eval time {real['_s']:.1f} s / {sim['_s']:.1f} s"
+            )
     return 0
 
 

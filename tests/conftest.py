@@ -18,8 +18,20 @@ def default_config():
 
 def run_snakemake(workdir, *args, configfile=CI_CONFIG, timeout=3000):
     """Snakemake on ``workdir`` with the CI config (the e2e tests' one real run)."""
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", str(configfile),
-           "--directory", str(workdir), "--snakefile", str(ROOT / "Snakefile"), *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "--configfile",
+        str(configfile),
+        "--directory",
+        str(workdir),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     if proc.returncode != 0:
         logs = "\n".join(f"== {p}\n{p.read_text()[-3000:]}" for p in (Path(workdir) / "logs").rglob("*.log"))

@@ -15,20 +15,37 @@ def rtn4():
 
 def write(d, weights):
     d.mkdir()
-    save_file({**{f"{k}.weight": v.contiguous() for k, v in weights.items()},
-               "model.embed_tokens.weight": torch.ones(3, 4), "lm_head.weight": torch.ones(3, 4),
-               "model.layers.0.input_layernorm.weight": torch.ones(4)}, str(d / "model.safetensors"))
+    save_file(
+        {
+            **{f"{k}.weight": v.contiguous() for k, v in weights.items()},
+            "model.embed_tokens.weight": torch.ones(3, 4),
+            "lm_head.weight": torch.ones(3, 4),
+            "model.layers.0.input_layernorm.weight": torch.ones(4),
+        },
+        str(d / "model.safetensors"),
+    )
     return d
 
 
 def test_linear_weights_skip_embeddings_norms_and_lm_head():
-    state = {"model.embed_tokens.weight": torch.ones(3, 4), "lm_head.weight": torch.ones(3, 4),
-             "model.norm.weight": torch.ones(4), "model.layers.0.mlp.up_proj.weight": torch.ones(2, 4)}
+    state = {
+        "model.embed_tokens.weight": torch.ones(3, 4),
+        "lm_head.weight": torch.ones(3, 4),
+        "model.norm.weight": torch.ones(4),
+        "model.layers.0.mlp.up_proj.weight": torch.ones(2, 4),
+    }
     assert list(linear_weights(state)) == ["model.layers.0.mlp.up_proj"]
 
 
-@pytest.mark.parametrize("kw", [{"quantizer": "rtn", "bits": 4, "group_size": None}, {"quantizer": "none"},
-                                {"quantizer": "cast", "dtype": "bf16"}, {"quantizer": "bnb_nf4"}])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"quantizer": "rtn", "bits": 4, "group_size": None},
+        {"quantizer": "none"},
+        {"quantizer": "cast", "dtype": "bf16"},
+        {"quantizer": "bnb_nf4"},
+    ],
+)
 def test_identical_models_change_nothing(tmp_path, kw):
     w = {"model.layers.0.self_attn.q_proj": torch.randn(8, 64, generator=torch.Generator().manual_seed(0))}
     a, b = write(tmp_path / "a", w), write(tmp_path / "b", w)

@@ -6,8 +6,8 @@ import re
 import jsonschema
 import pytest
 import yaml
-
 from conftest import ROOT
+
 from qunlearn.config import ConfigError, TrainConfig, UnlearnConfig, from_dict
 from qunlearn.experiment import Experiment
 from qunlearn.paths import fmt_num
@@ -34,13 +34,16 @@ def test_schema_names_equal_registries():
     assert set(SCHEMA["$defs"]["quantizer_name"]["enum"]) == set(QUANTIZERS)
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda c: c["train"].update(learning_rate=1), "learning_rate"),
-    (lambda c: c["train"].update(lr="fast"), "'fast'"),
-    (lambda c: c["unlearn"]["methods"].update(sure_magic={"alphas": [1]}), "sure_magic"),
-    (lambda c: c["quantize"]["schemes"].update(q3={"quantizer": "gguf", "bits": 3}), "gguf"),
-    (lambda c: c.update(colour="blue"), "colour"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda c: c["train"].update(learning_rate=1), "learning_rate"),
+        (lambda c: c["train"].update(lr="fast"), "'fast'"),
+        (lambda c: c["unlearn"]["methods"].update(sure_magic={"alphas": [1]}), "sure_magic"),
+        (lambda c: c["quantize"]["schemes"].update(q3={"quantizer": "gguf", "bits": 3}), "gguf"),
+        (lambda c: c.update(colour="blue"), "colour"),
+    ],
+)
 def test_schema_rejects_bad_configs_naming_the_key(default_config, mutate, needle):
     mutate(default_config)
     with pytest.raises(jsonschema.ValidationError) as err:
@@ -58,22 +61,32 @@ def test_dataclasses_reject_unknown_keys_and_wrong_types():
     assert from_dict(TrainConfig, {}, "train") == TrainConfig()  # visible defaults
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda c: c["report"].update(full_precision_scheme="bf16"), "report.full_precision_scheme"),
-    (lambda c: c["report"].update(figure_schemes=["rtn5"]), "report.figure_schemes"),
-    (lambda c: c["datasets"]["synth_plain"].update(reuse="nowhere"), "datasets.synth_plain.reuse"),
-    (lambda c: c["quantize"]["schemes"]["rtn4"].pop("bits"), "quantize.schemes.rtn4.bits"),
-    (lambda c: c["datasets"]["synth"]["synthetic"].update(forget_fraction=1.5), "forget_fraction"),
-    (lambda c: c["datasets"]["synth_plain"].update(schemes=["rtn4"]), "datasets.synth_plain.schemes"),
-    (lambda c: c["datasets"]["synth_plain"].update(schemes=["fp32", "int3"]), "datasets.synth_plain.schemes"),
-    (lambda c: c["quantize"]["schemes"]["rtn4"].update(dampening=0.1), "quantize.schemes.rtn4: unknown key(s) 'dampening'"),
-    (lambda c: c["quantize"]["schemes"]["gptq"].update(calibration_split="forget"),
-     "quantize.schemes.gptq.calibration_split"),
-    (lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(schemes=["fp32", "int3"]),
-     "unlearn.methods.ga_gdr_sure.schemes"),
-    (lambda c: c["unlearn"]["methods"]["ga_gdr"].update(schemes=["rtn4"]), "unlearn.methods.ga_gdr.schemes"),
-    (lambda c: c["unlearn"]["methods"]["npo"].update(schemes=["fp32", "fp32"]), "unlearn.methods.npo.schemes"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda c: c["report"].update(full_precision_scheme="bf16"), "report.full_precision_scheme"),
+        (lambda c: c["report"].update(figure_schemes=["rtn5"]), "report.figure_schemes"),
+        (lambda c: c["datasets"]["synth_plain"].update(reuse="nowhere"), "datasets.synth_plain.reuse"),
+        (lambda c: c["quantize"]["schemes"]["rtn4"].pop("bits"), "quantize.schemes.rtn4.bits"),
+        (lambda c: c["datasets"]["synth"]["synthetic"].update(forget_fraction=1.5), "forget_fraction"),
+        (lambda c: c["datasets"]["synth_plain"].update(schemes=["rtn4"]), "datasets.synth_plain.schemes"),
+        (lambda c: c["datasets"]["synth_plain"].update(schemes=["fp32", "int3"]), "datasets.synth_plain.schemes"),
+        (
+            lambda c: c["quantize"]["schemes"]["rtn4"].update(dampening=0.1),
+            "quantize.schemes.rtn4: unknown key(s) 'dampening'",
+        ),
+        (
+            lambda c: c["quantize"]["schemes"]["gptq"].update(calibration_split="forget"),
+            "quantize.schemes.gptq.calibration_split",
+        ),
+        (
+            lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(schemes=["fp32", "int3"]),
+            "unlearn.methods.ga_gdr_sure.schemes",
+        ),
+        (lambda c: c["unlearn"]["methods"]["ga_gdr"].update(schemes=["rtn4"]), "unlearn.methods.ga_gdr.schemes"),
+        (lambda c: c["unlearn"]["methods"]["npo"].update(schemes=["fp32", "fp32"]), "unlearn.methods.npo.schemes"),
+    ],
+)
 def test_cross_section_checks_name_the_key(default_config, mutate, needle):
     mutate(default_config)
     with pytest.raises(ConfigError, match=re.escape(needle)):
@@ -105,13 +118,19 @@ def test_a_jobs_params_hold_exactly_its_methods_settings(default_config):
         Experiment(default_config)
 
 
-@pytest.mark.parametrize("mutate,needle", [
-    (lambda c: c["unlearn"]["methods"]["npo_gdr"].update(beta=-1), "unlearn.methods.npo_gdr.beta"),
-    (lambda c: c["unlearn"]["methods"]["ga_gdr"].update(beta=0.1), "unlearn.methods.ga_gdr: unknown key"),
-    (lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(level="neuron"), "unlearn.methods.ga_gdr_sure.level"),
-    (lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(percentile=101), "unlearn.methods.ga_gdr_sure.percentile"),
-    (lambda c: c["report"].update(utility_constrained=["npo_magic"]), "report.utility_constrained"),
-])
+@pytest.mark.parametrize(
+    "mutate,needle",
+    [
+        (lambda c: c["unlearn"]["methods"]["npo_gdr"].update(beta=-1), "unlearn.methods.npo_gdr.beta"),
+        (lambda c: c["unlearn"]["methods"]["ga_gdr"].update(beta=0.1), "unlearn.methods.ga_gdr: unknown key"),
+        (lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(level="neuron"), "unlearn.methods.ga_gdr_sure.level"),
+        (
+            lambda c: c["unlearn"]["methods"]["ga_gdr_sure"].update(percentile=101),
+            "unlearn.methods.ga_gdr_sure.percentile",
+        ),
+        (lambda c: c["report"].update(utility_constrained=["npo_magic"]), "report.utility_constrained"),
+    ],
+)
 def test_method_settings_are_checked_by_their_spec(default_config, mutate, needle):
     mutate(default_config)
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):

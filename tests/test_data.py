@@ -10,8 +10,9 @@ from qunlearn.data.synthetic import build_corpus, write_corpus
 def test_corpus_is_deterministic_and_in_muse_layout(tmp_path):
     cfg = SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2, qa_repeats=2)
     assert build_corpus(cfg) == build_corpus(cfg)
-    assert build_corpus(cfg) != build_corpus(SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2,
-                                                                   qa_repeats=2, seed=1))
+    assert build_corpus(cfg) != build_corpus(
+        SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2, qa_repeats=2, seed=1)
+    )
     counts = write_corpus(cfg, tmp_path)
     for config, splits in muse_format.SPLITS.items():
         for split, fields in splits.items():

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import CI_CONFIG, ROOT
 
 from qunlearn.experiment import Experiment
@@ -23,8 +22,13 @@ pytestmark = pytest.mark.e2e
 BIN = Path(sys.executable).parent
 # The README's command after dvc pull / checkout / exp apply (see "DVC, the paper and the report").
 AFTER_RESTORE = ["snakemake", "--cores", "2", "--touch", "--rerun-triggers", "mtime", "--drop-metadata"]
-GIT_ENV = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
-           "GIT_COMMITTER_EMAIL": "t@example.org", "GIT_CONFIG_NOSYSTEM": "1"}
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.org",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.org",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
 
 
 def sh(cwd, *cmd, check=True):
@@ -57,8 +61,9 @@ def repo(ci_run, tmp_path_factory):
     copy is exactly as up to date as the run itself; no touch is needed to adopt it.
     """
     root = tmp_path_factory.mktemp("dvc") / "repo"
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for rel in filter(None, listed):
         if (ROOT / rel).is_file():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -111,21 +116,34 @@ def test_push_then_pull_in_a_fresh_clone_restores_and_recomputes_nothing(repo, t
 
 
 def test_exp_run_reruns_only_the_aggregates_and_metrics_diff_shows_it(repo):
-    before = {p: p.stat().st_mtime_ns for p in (repo / "results").rglob("*")
-              if p.is_file() and ("/eval/" in str(p) or p.suffix == ".safetensors")}
+    before = {
+        p: p.stat().st_mtime_ns
+        for p in (repo / "results").rglob("*")
+        if p.is_file() and ("/eval/" in str(p) or p.suffix == ".safetensors")
+    }
     assert before
-    out = sh(repo, "dvc", "exp", "run", "-n", "ga-gdr-only", "-S",
-             "config.yaml:report.utility_constrained=[ga_gdr]")
-    ran = {line.split()[-1].rstrip(":") for line in out.splitlines() if line.strip().startswith(("rule ", "localrule "))}
-    assert ran and ran <= {"aggregate", "figures", "aggregate_quant", "paper_numbers", "paper_assets", "paper_quant",
-                           "all"}, ran
+    out = sh(repo, "dvc", "exp", "run", "-n", "ga-gdr-only", "-S", "config.yaml:report.utility_constrained=[ga_gdr]")
+    ran = {
+        line.split()[-1].rstrip(":") for line in out.splitlines() if line.strip().startswith(("rule ", "localrule "))
+    }
+    assert ran and ran <= {
+        "aggregate",
+        "figures",
+        "aggregate_quant",
+        "paper_numbers",
+        "paper_assets",
+        "paper_quant",
+        "all",
+    }, ran
     assert {p: p.stat().st_mtime_ns for p in before} == before  # no model or evaluation recomputed
     diff = json.loads(sh(repo, "dvc", "metrics", "diff", "--json", "HEAD", "ga-gdr-only"))
     ret = pd.read_csv(repo / "results/tables/retention.csv", keep_default_na=False)
     changes = diff["paper/metrics.json"]
     for scheme in ("fp32", "rtn4"):
         entry = changes[f"synth.retention.{scheme}"]
-        ga = ret[(ret.method == "ga_gdr") & (ret.scheme == scheme) & (ret.headline.astype(str) == "True")].retention.mean()
+        ga = ret[
+            (ret.method == "ga_gdr") & (ret.scheme == scheme) & (ret.headline.astype(str) == "True")
+        ].retention.mean()
         assert entry["new"] == pytest.approx(ga, abs=1e-5), entry
         assert entry["old"] != pytest.approx(entry["new"], abs=1e-9), entry
     # back to the committed baseline, and the plot definition renders

@@ -8,7 +8,6 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import CI_CONFIG, ROOT, run_snakemake
 
 pytestmark = pytest.mark.e2e
@@ -34,8 +33,21 @@ def test_tables_and_figures_exist(run):
     assert set(overall.index.get_level_values("scheme")) == set(_CI["quantize"]["schemes"])
     assert (overall.cosine > 0.9).all() and (overall.frac_codes_changed <= 1).all()
     m = pd.read_csv(run / "results/tables/metrics.csv", keep_default_na=False)
-    assert list(m.columns) == ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs",
-                               "loss", "headline", "scheme", "metric", "value"]
+    assert list(m.columns) == [
+        "dataset",
+        "model_id",
+        "model",
+        "method",
+        "alpha",
+        "selected",
+        "lr",
+        "epochs",
+        "loss",
+        "headline",
+        "scheme",
+        "metric",
+        "value",
+    ]
     assert set(m.model) == {"target", "retrain", "unlearn"}
     assert set(m[m.model != "unlearn"].method) == {""}
 
@@ -76,9 +88,17 @@ def test_selected_arm_is_the_grid_arm_it_selected(run, tmp_path):
     meta = json.loads((selected / "meta.json").read_text())
     assert meta["copied_from"].endswith(str(chosen.relative_to(run))) and meta["config"]["alpha"] == sel["alpha"]
     cfg = {k: v for k, v in meta["config"].items() if k != "alpha"}
-    unlearn_model(run / "results/synth/models/target", run / "results/synth/data", tmp_path / "fresh", cfg,
-                  max_length=256, seed=0, threads=1, progress=False,
-                  selection_json=run / "results/synth/selection/ga_gdr.json")
+    unlearn_model(
+        run / "results/synth/models/target",
+        run / "results/synth/data",
+        tmp_path / "fresh",
+        cfg,
+        max_length=256,
+        seed=0,
+        threads=1,
+        progress=False,
+        selection_json=run / "results/synth/selection/ga_gdr.json",
+    )
     assert (tmp_path / "fresh/model.safetensors").read_bytes() == (selected / "model.safetensors").read_bytes()
     ret = pd.read_csv(run / "results/tables/retention.csv", keep_default_na=False)
     head = ret[(ret.method == "ga_gdr") & (ret.selected.astype(str) == "True")]
@@ -119,8 +139,20 @@ def _planned_after(run, tmp_path, mutate) -> dict[str, int]:
     mutate(cfg)
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    cmd = [sys.executable, "-m", "snakemake", "--cores", "2", "-n", "--configfile", str(path),
-           "--directory", str(run), "--snakefile", str(ROOT / "Snakefile")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--cores",
+        "2",
+        "-n",
+        "--configfile",
+        str(path),
+        "--directory",
+        str(run),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout
     if "Job stats:" not in out:
         return {}
@@ -130,8 +162,15 @@ def _planned_after(run, tmp_path, mutate) -> dict[str, int]:
     return jobs
 
 
-AGGREGATES = {"aggregate": 1, "figures": 1, "paper_numbers": 1, "paper_assets": 1, "aggregate_quant": 1,
-              "paper_quant": 1, "all": 1}
+AGGREGATES = {
+    "aggregate": 1,
+    "figures": 1,
+    "paper_numbers": 1,
+    "paper_assets": 1,
+    "aggregate_quant": 1,
+    "paper_quant": 1,
+    "all": 1,
+}
 _CI = yaml.safe_load(CI_CONFIG.read_text())
 S = len(_CI["quantize"]["schemes"])  # schemes (bases and headline arms are evaluated at all of them)
 C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("gptq", "awq")])  # calibrated
@@ -140,38 +179,93 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
 # configs/ci.yaml: ga_gdr grid {2, 5} (evaluated at fp32), npo_gdr one alpha, ga_gdr_sure (alpha from
 # ga_gdr), 3 schemes; sweeps: ga_gdr lr 3e-4, npo_gdr 1 epoch, npo_gdr paper_code (each at fp32, rtn4).
 # Arms whose alpha is "selected" read ga_gdr's selection: ga_gdr, ga_gdr_sure and the lr-sweep arm.
-@pytest.mark.parametrize("name,mutate,expected", [
-    ("nothing", lambda c: None, {}),
-    ("the alpha grid of one method", lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[2, 3]),
-     # the new grid arm (fp32), the selection, and the three arms that read it: the headline GA_GDR and
-     # GA_GDR_SURE (every scheme, GPTQ/AWQ checkpoints, weight analysis) and the lr-sweep arm
-     {"unlearn": 1 + 3, "evaluate": 1 + 2 * S + 2, "quantize": 2 * C, "analysis": 2, "select_alpha": 1,
-      **AGGREGATES}),
-    ("the alpha of a single-alpha method", lambda c: c["unlearn"]["methods"]["npo_gdr"].update(alphas=[2]),
-     # npo_gdr's headline, epochs and loss-variant arms
-     {"select_alpha": 1, "unlearn": 3, "evaluate": S + 2 + 2, "quantize": C, "analysis": 1, **AGGREGATES}),
-    ("the lr of one method", lambda c: c["unlearn"]["methods"]["npo_gdr"].update(lr=1e-4),
-     {"unlearn": 3, "evaluate": S + 2 + 2, "quantize": C, "analysis": 1, **AGGREGATES}),
-    ("a sweep value", lambda c: c["sweeps"]["lr"].update(lrs=[3e-4, 1e-4]), {"unlearn": 1, "evaluate": 2, **AGGREGATES}),
-    ("epochs of every method", lambda c: c["unlearn"].update(epochs=41),
-     # every arm but the 1-epoch one; the grid's new evaluations redo ga_gdr's selection
-     {"unlearn": 7, "evaluate": 2 + 3 * S + 2 + 2, "quantize": 3 * C, "analysis": 3, "select_alpha": 1,
-      **AGGREGATES}),
-    ("a new scheme", lambda c: c["quantize"]["schemes"].update(rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}),
-     # bases and headline arms; each headline arm's weight analysis covers every scheme
-     {"evaluate": 2 + 3, "analysis": 3, **AGGREGATES}),
-    ("a GPTQ setting", lambda c: c["quantize"]["schemes"]["gptq"].update(dampening=0.02),
-     {"quantize": 5, "evaluate": 5, "analysis": 3, **AGGREGATES}),
-    # every evaluation; the remade grid evaluations redo ga_gdr's selection and so the arms reading it
-    ("an evaluation setting", lambda c: c["evaluate"].update(mink_k=0.2),
-     {"evaluate": 5 * S + 8, "select_alpha": 1, "unlearn": 3, "quantize": 2 * C, "analysis": 2, **AGGREGATES}),
-    # aggregate_quant draws its figures itself, so it reruns too (its tables come out unchanged)
-    ("a plotting option", lambda c: c["report"].update(figure_dpi=100),
-     {"figures": 1, "paper_assets": 1, "aggregate_quant": 1, "paper_quant": 1, "all": 1}),
-    ("the corpus seed", lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1),
-     # npo_gdr's single-alpha selection reads no data: it stays
-     {"prepare_data": 1, "train_base": 2, "release": 2, "select_alpha": 1, "unlearn": 8, "evaluate": 5 * S + 8,
-      "quantize": 5 * C, "analysis": 3, **AGGREGATES}),
-])
+@pytest.mark.parametrize(
+    "name,mutate,expected",
+    [
+        ("nothing", lambda c: None, {}),
+        (
+            "the alpha grid of one method",
+            lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[2, 3]),
+            # the new grid arm (fp32), the selection, and the three arms that read it: the headline GA_GDR and
+            # GA_GDR_SURE (every scheme, GPTQ/AWQ checkpoints, weight analysis) and the lr-sweep arm
+            {
+                "unlearn": 1 + 3,
+                "evaluate": 1 + 2 * S + 2,
+                "quantize": 2 * C,
+                "analysis": 2,
+                "select_alpha": 1,
+                **AGGREGATES,
+            },
+        ),
+        (
+            "the alpha of a single-alpha method",
+            lambda c: c["unlearn"]["methods"]["npo_gdr"].update(alphas=[2]),
+            # npo_gdr's headline, epochs and loss-variant arms
+            {"select_alpha": 1, "unlearn": 3, "evaluate": S + 2 + 2, "quantize": C, "analysis": 1, **AGGREGATES},
+        ),
+        (
+            "the lr of one method",
+            lambda c: c["unlearn"]["methods"]["npo_gdr"].update(lr=1e-4),
+            {"unlearn": 3, "evaluate": S + 2 + 2, "quantize": C, "analysis": 1, **AGGREGATES},
+        ),
+        (
+            "a sweep value",
+            lambda c: c["sweeps"]["lr"].update(lrs=[3e-4, 1e-4]),
+            {"unlearn": 1, "evaluate": 2, **AGGREGATES},
+        ),
+        (
+            "epochs of every method",
+            lambda c: c["unlearn"].update(epochs=41),
+            # every arm but the 1-epoch one; the grid's new evaluations redo ga_gdr's selection
+            {
+                "unlearn": 7,
+                "evaluate": 2 + 3 * S + 2 + 2,
+                "quantize": 3 * C,
+                "analysis": 3,
+                "select_alpha": 1,
+                **AGGREGATES,
+            },
+        ),
+        (
+            "a new scheme",
+            lambda c: c["quantize"]["schemes"].update(rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}),
+            # bases and headline arms; each headline arm's weight analysis covers every scheme
+            {"evaluate": 2 + 3, "analysis": 3, **AGGREGATES},
+        ),
+        (
+            "a GPTQ setting",
+            lambda c: c["quantize"]["schemes"]["gptq"].update(dampening=0.02),
+            {"quantize": 5, "evaluate": 5, "analysis": 3, **AGGREGATES},
+        ),
+        # every evaluation; the remade grid evaluations redo ga_gdr's selection and so the arms reading it
+        (
+            "an evaluation setting",
+            lambda c: c["evaluate"].update(mink_k=0.2),
+            {"evaluate": 5 * S + 8, "select_alpha": 1, "unlearn": 3, "quantize": 2 * C, "analysis": 2, **AGGREGATES},
+        ),
+        # aggregate_quant draws its figures itself, so it reruns too (its tables come out unchanged)
+        (
+            "a plotting option",
+            lambda c: c["report"].update(figure_dpi=100),
+            {"figures": 1, "paper_assets": 1, "aggregate_quant": 1, "paper_quant": 1, "all": 1},
+        ),
+        (
+            "the corpus seed",
+            lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1),
+            # npo_gdr's single-alpha selection reads no data: it stays
+            {
+                "prepare_data": 1,
+                "train_base": 2,
+                "release": 2,
+                "select_alpha": 1,
+                "unlearn": 8,
+                "evaluate": 5 * S + 8,
+                "quantize": 5 * C,
+                "analysis": 3,
+                **AGGREGATES,
+            },
+        ),
+    ],
+)
 def test_config_change_replans_exactly_the_affected_jobs(run, tmp_path, name, mutate, expected):
     assert _planned_after(run, tmp_path, mutate) == expected, name

@@ -90,10 +90,17 @@ def test_paper_code_variants_use_raw_logits():
         losses.npo_loss(logits, ref, labels, 0.1, "nope")
 
 
-@pytest.mark.parametrize("name,forget,retain", [
-    ("ga", "ga", None), ("ga_gdr", "ga", "gdr"), ("ga_klr", "ga", "klr"),
-    ("npo", "npo", None), ("npo_gdr", "npo", "gdr"), ("npo_klr", "npo", "klr"),
-])
+@pytest.mark.parametrize(
+    "name,forget,retain",
+    [
+        ("ga", "ga", None),
+        ("ga_gdr", "ga", "gdr"),
+        ("ga_klr", "ga", "klr"),
+        ("npo", "npo", None),
+        ("npo_gdr", "npo", "gdr"),
+        ("npo_klr", "npo", "klr"),
+    ],
+)
 def test_registry_composes_the_papers_objectives(name, forget, retain):
     spec = METHODS.get(name)
     m = spec.load()(spec=spec, alpha=2.0, settings=spec.resolve(None, name), loss_variant="faithful")

@@ -75,12 +75,30 @@ ARM = "unlearn/ga_gdr/alpha~1/lr~3e-05/epochs~40/loss~faithful"
 
 def test_parse_eval_path():
     assert parse_eval_path("results/synth/eval/target/rtn4.json") == {
-        "dataset": "synth", "model_id": "target", "model": "target", "method": "", "alpha": "",
-        "selected": False, "lr": "", "epochs": "", "loss": "", "scheme": "rtn4"}
+        "dataset": "synth",
+        "model_id": "target",
+        "model": "target",
+        "method": "",
+        "alpha": "",
+        "selected": False,
+        "lr": "",
+        "epochs": "",
+        "loss": "",
+        "scheme": "rtn4",
+    }
     mid = "unlearn/npo_gdr/alpha~2/lr~3e-05/epochs~1/loss~paper_code"
     assert parse_eval_path(f"results/d/eval/{mid}/fp32.json") == {
-        "dataset": "d", "model_id": mid, "model": "unlearn", "method": "npo_gdr", "alpha": "2",
-        "selected": False, "lr": "3e-05", "epochs": "1", "loss": "paper_code", "scheme": "fp32"}
+        "dataset": "d",
+        "model_id": mid,
+        "model": "unlearn",
+        "method": "npo_gdr",
+        "alpha": "2",
+        "selected": False,
+        "lr": "3e-05",
+        "epochs": "1",
+        "loss": "paper_code",
+        "scheme": "fp32",
+    }
     sel = "unlearn/npo_gdr/alpha~selected/lr~3e-05/epochs~1/loss~faithful"
     parsed = parse_eval_path(f"results/d/eval/{sel}/fp32.json", {("d", "npo_gdr"): 5.0})
     assert parsed["alpha"] == "5" and parsed["selected"] is True
@@ -109,16 +127,42 @@ def test_long_metrics_privleak_and_retention_hand_checked(tmp_path):
     ]
     cfg = ReportConfig(figure_schemes=["fp32", "rtn4"], utility_constrained=["ga_gdr"])
     df = long_metrics(paths, cfg)
-    assert list(df.columns) == ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs",
-                                "loss", "headline", "scheme", "metric", "value"]
-    get = lambda model, scheme, metric: df[(df.model == model) & (df.scheme == scheme) & (df.metric == metric)].value.item()  # noqa: E731
+    assert list(df.columns) == [
+        "dataset",
+        "model_id",
+        "model",
+        "method",
+        "alpha",
+        "selected",
+        "lr",
+        "epochs",
+        "loss",
+        "headline",
+        "scheme",
+        "metric",
+        "value",
+    ]
+    get = lambda model, scheme, metric: df[
+        (df.model == model) & (df.scheme == scheme) & (df.metric == metric)
+    ].value.item()  # noqa: E731
     assert get("target", "fp32", "M1_VerbMem_f") == pytest.approx(80.0)
     # PrivLeak is relative to the retrain model at the reference scheme (fp32), for every scheme
     assert get("unlearn", "rtn4", "M3_PrivLeak") == pytest.approx((0.2 - 0.5) / 0.5 * 100)
     assert get("retrain", "fp32", "M3_PrivLeak") == 0.0
     ret = retention(df)
-    assert list(ret.columns) == ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs",
-                                 "loss", "scheme", "retention"]
+    assert list(ret.columns) == [
+        "dataset",
+        "model_id",
+        "model",
+        "method",
+        "alpha",
+        "selected",
+        "lr",
+        "epochs",
+        "loss",
+        "scheme",
+        "retention",
+    ]
     r = ret.set_index("scheme").retention
     assert r["fp32"] == pytest.approx((0.2 / 0.8 + 0.3 / 1.0) / 2)
     assert r["rtn4"] == pytest.approx((0.4 / 0.4 + 0.45 / 0.5) / 2)
@@ -132,10 +176,22 @@ def test_retention_is_nan_when_target_scores_zero_on_every_retention_metric():
     for model, v in (("target", 0.0), ("unlearn", 10.0)):
         for metric in ("M1_VerbMem_f", "M2_KnowMem_f"):
             u = model == "unlearn"
-            rows.append({"dataset": "d", "model_id": ARM if u else model, "model": model,
-                         "method": "ga" if u else "", "alpha": "1" if u else "", "selected": False,
-                         "lr": "1" if u else "", "epochs": "1" if u else "", "loss": "faithful" if u else "",
-                         "scheme": "fp32", "metric": metric, "value": v})
+            rows.append(
+                {
+                    "dataset": "d",
+                    "model_id": ARM if u else model,
+                    "model": model,
+                    "method": "ga" if u else "",
+                    "alpha": "1" if u else "",
+                    "selected": False,
+                    "lr": "1" if u else "",
+                    "epochs": "1" if u else "",
+                    "loss": "faithful" if u else "",
+                    "scheme": "fp32",
+                    "metric": metric,
+                    "value": v,
+                }
+            )
     assert math.isnan(retention(pd.DataFrame(rows)).retention.item())
 
 
@@ -154,8 +210,19 @@ def test_study_table_has_one_row_per_arm_with_metrics_and_retention_per_scheme(t
     df = long_metrics(paths, ReportConfig(figure_schemes=["fp32"]))
     table = study_table(df, retention(df), [("d", lr_arm), ("d", ARM)], ["lr"], ["fp32", "rtn4"])
     assert list(table.lr) == ["3e-05", "0.001"]  # sorted by value, not text
-    assert list(table.columns) == ["dataset", "method", "lr", "fp32 M1", "fp32 M2", "fp32 M4", "fp32 ret",
-                                   "rtn4 M1", "rtn4 M2", "rtn4 M4", "rtn4 ret"]
+    assert list(table.columns) == [
+        "dataset",
+        "method",
+        "lr",
+        "fp32 M1",
+        "fp32 M2",
+        "fp32 M4",
+        "fp32 ret",
+        "rtn4 M1",
+        "rtn4 M2",
+        "rtn4 M4",
+        "rtn4 ret",
+    ]
     fast = table.iloc[1]
     assert fast["fp32 M4"] == pytest.approx(70.0) and fast["fp32 ret"] == pytest.approx((0 + 0.1) / 2)
     assert math.isnan(fast["rtn4 ret"])  # that arm was not evaluated at rtn4

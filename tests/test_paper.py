@@ -6,7 +6,6 @@ import subprocess
 
 import pandas as pd
 import pytest
-
 from conftest import ROOT, run_snakemake
 
 from qunlearn.report import paper
@@ -43,8 +42,9 @@ def test_macros_define_each_key_and_reject_unsafe_ones():
 
 
 def test_includes_follow_the_workflow_lists():
-    tables, figures = paper.includes(["metrics.csv", "table1.tex", "new_table.tex"],
-                                     {"f.png": "ignored", "f.pdf": "M1 and M2 per scheme_x"})
+    tables, figures = paper.includes(
+        ["metrics.csv", "table1.tex", "new_table.tex"], {"f.png": "ignored", "f.pdf": "M1 and M2 per scheme_x"}
+    )
     assert re.findall(r"\\input\{tables/(\w+)\}", tables) == ["table1", "new_table"]
     assert "figures/f.pdf" in figures and "figures/f.png" not in figures
     assert r"scheme\_x" in figures
@@ -52,8 +52,11 @@ def test_includes_follow_the_workflow_lists():
 
 def test_plot_csv_and_metrics_json():
     csv_text = paper.retention_plot_csv(SUMMARY, {"fp32": None, "rtn4": 4})
-    assert csv_text.splitlines() == ["dataset_scheme,dataset,scheme,bits,retention",
-                                     "d fp32,d,fp32,,0.3498", "d rtn4,d,rtn4,4,0.9157"]
+    assert csv_text.splitlines() == [
+        "dataset_scheme,dataset,scheme,bits,retention",
+        "d fp32,d,fp32,,0.3498",
+        "d rtn4,d,rtn4,4,0.9157",
+    ]
     assert paper.headline_metrics(SUMMARY)["d"]["retention"] == {"fp32": 0.3498, "rtn4": 0.9157}
 
 
@@ -71,13 +74,14 @@ def test_main_tex_types_no_number():
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(not (shutil.which("latexmk") and shutil.which("pdftotext")),
-                    reason="needs LaTeX and poppler-utils: bash scripts/install_latex.sh")
+@pytest.mark.skipif(
+    not (shutil.which("latexmk") and shutil.which("pdftotext")),
+    reason="needs LaTeX and poppler-utils: bash scripts/install_latex.sh",
+)
 def test_snakemake_paper_builds_the_pdf_with_the_tables(ci_run):
     run_snakemake(ci_run, "paper")
     pdf = ci_run / "paper" / "main.pdf"
-    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True,
-                          check=True).stdout
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     assert "??" not in text, "an undefined \\qn number"
     # every LaTeX table of the workflow is in, by its caption
     for tex in (ci_run / "paper" / "tables").glob("*.tex"):

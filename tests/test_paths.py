@@ -4,8 +4,8 @@ grammar is open to external and derived ids, and the workflow's model_id constra
 import re
 
 import pytest
-
 from conftest import ROOT
+
 from qunlearn import paths
 from qunlearn.paths import Arm, derived_id, external_id, parse_model_id
 
@@ -43,7 +43,10 @@ def test_output_paths_round_trip(model_id, scheme):
     assert paths.parse_eval_file("/tmp/run/" + paths.eval_file("synth", model_id, scheme))[1] == model_id
     assert paths.parse_analysis_file(paths.analysis_file("synth", model_id, scheme)) == ("synth", model_id, scheme)
     assert paths.parse(paths.QUANT, paths.quant_dir("synth", model_id, scheme)) == {
-        "dataset": "synth", "model_id": model_id, "scheme": scheme}
+        "dataset": "synth",
+        "model_id": model_id,
+        "scheme": scheme,
+    }
     assert paths.parse(paths.MODEL, paths.model_dir("synth", model_id))["model_id"] == model_id
 
 
@@ -56,8 +59,19 @@ def test_derived_models_never_live_inside_their_parent():
                 assert not d.startswith(paths.model_dir("synth", other) + "/"), (model_id, other)
 
 
-@pytest.mark.parametrize("bad", ["unlearn/ga", "target/extra", "external/a/b", "derived/x/of", "derived/x/k~v",
-                                 "unlearn/ga/alpha~1/lr~1/epochs~1", "Target", ""])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "unlearn/ga",
+        "target/extra",
+        "external/a/b",
+        "derived/x/of",
+        "derived/x/k~v",
+        "unlearn/ga/alpha~1/lr~1/epochs~1",
+        "Target",
+        "",
+    ],
+)
 def test_strings_outside_the_grammar_are_rejected(bad):
     with pytest.raises(ValueError, match="not a model id"):
         parse_model_id(bad)

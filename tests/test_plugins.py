@@ -9,7 +9,9 @@ from conftest import ROOT
 
 
 def test_registries_import_no_heavy_library():
-    code = ("import sys, qunlearn.registries; bad = {'torch', 'transformers', 'pandas', 'sklearn'} & set(sys.modules);"
-            " assert not bad, bad")
+    code = (
+        "import sys, qunlearn.registries; bad = {'torch', 'transformers', 'pandas', 'sklearn'} & set(sys.modules);"
+        " assert not bad, bad"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, env=env)

@@ -61,25 +61,31 @@ def test_every_quantizer_declares_settings_and_an_implementation_that_loads():
     assert [s.name for s in QUANTIZERS.specs() if s.calibrated] == ["gptq", "awq"]
 
 
-@pytest.mark.parametrize("raw,needle", [
-    ({"quantizer": "rtn", "bits": 4, "dampening": 0.1}, r"q: unknown key\(s\) 'dampening'; allowed: bits, group_size"),
-    ({"quantizer": "rtn"}, r"q\.bits: quantizer 'rtn' needs bits"),
-    ({"quantizer": "rtn", "bits": 9}, r"q\.bits: must be in 2\.\.8, got 9"),
-    ({"quantizer": "rtn", "bits": 4, "group_size": -1}, r"q\.group_size: must be >= 0"),
-    ({"quantizer": "rtn", "bits": 4, "include_lm_head": "yes"}, r"q\.include_lm_head: expected true/false"),
-    ({"quantizer": "cast", "dtype": "fp8"}, r"q\.dtype: 'fp8' unknown"),
-    ({"quantizer": "bnb_int8", "threshold": "high"}, r"q\.threshold: expected a number"),
-    ({"quantizer": "bnb_fp4", "blocksize": 128}, r"q\.blocksize: only 64"),
-    ({"quantizer": "bnb_nf4", "double_quant": 1}, r"q\.double_quant: expected true/false"),
-    ({"quantizer": "gptq", "bits": 1}, r"q\.bits: must be in 2\.\.8"),
-    ({"quantizer": "gptq", "dampening": 1.0}, r"q\.dampening: must be in \[0, 1\)"),
-    ({"quantizer": "gptq", "actorder": "random"}, r"q\.actorder: 'random' unknown"),
-    ({"quantizer": "gptq", "calibration_split": "forget"}, r"q\.calibration_split: 'forget' not allowed"),
-    ({"quantizer": "awq", "calibration_samples": 0}, r"q\.calibration_samples: must be >= 1"),
-    ({"quantizer": "awq", "group_size": -8}, r"q\.group_size: must be >= 0"),
-    ({"quantizer": "awq", "dampening": 0.1}, r"q: unknown key\(s\) 'dampening'"),
-    ({"quantizer": "gguf"}, r"q\.quantizer: unknown quantizer 'gguf'"),
-])
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        (
+            {"quantizer": "rtn", "bits": 4, "dampening": 0.1},
+            r"q: unknown key\(s\) 'dampening'; allowed: bits, group_size",
+        ),
+        ({"quantizer": "rtn"}, r"q\.bits: quantizer 'rtn' needs bits"),
+        ({"quantizer": "rtn", "bits": 9}, r"q\.bits: must be in 2\.\.8, got 9"),
+        ({"quantizer": "rtn", "bits": 4, "group_size": -1}, r"q\.group_size: must be >= 0"),
+        ({"quantizer": "rtn", "bits": 4, "include_lm_head": "yes"}, r"q\.include_lm_head: expected true/false"),
+        ({"quantizer": "cast", "dtype": "fp8"}, r"q\.dtype: 'fp8' unknown"),
+        ({"quantizer": "bnb_int8", "threshold": "high"}, r"q\.threshold: expected a number"),
+        ({"quantizer": "bnb_fp4", "blocksize": 128}, r"q\.blocksize: only 64"),
+        ({"quantizer": "bnb_nf4", "double_quant": 1}, r"q\.double_quant: expected true/false"),
+        ({"quantizer": "gptq", "bits": 1}, r"q\.bits: must be in 2\.\.8"),
+        ({"quantizer": "gptq", "dampening": 1.0}, r"q\.dampening: must be in \[0, 1\)"),
+        ({"quantizer": "gptq", "actorder": "random"}, r"q\.actorder: 'random' unknown"),
+        ({"quantizer": "gptq", "calibration_split": "forget"}, r"q\.calibration_split: 'forget' not allowed"),
+        ({"quantizer": "awq", "calibration_samples": 0}, r"q\.calibration_samples: must be >= 1"),
+        ({"quantizer": "awq", "group_size": -8}, r"q\.group_size: must be >= 0"),
+        ({"quantizer": "awq", "dampening": 0.1}, r"q: unknown key\(s\) 'dampening'"),
+        ({"quantizer": "gguf"}, r"q\.quantizer: unknown quantizer 'gguf'"),
+    ],
+)
 def test_scheme_config_errors_name_the_key(raw, needle):
     with pytest.raises(ConfigError, match=needle):
         scheme(**raw)
@@ -87,38 +93,76 @@ def test_scheme_config_errors_name_the_key(raw, needle):
 
 def test_resolved_scheme_is_the_quantizer_and_exactly_its_settings():
     assert scheme(quantizer="rtn", bits=4, group_size=128).resolved() == {
-        "quantizer": "rtn", "bits": 4, "group_size": 128, "include_lm_head": False}
+        "quantizer": "rtn",
+        "bits": 4,
+        "group_size": 128,
+        "include_lm_head": False,
+    }
     assert scheme(quantizer="none").resolved() == {"quantizer": "none"}
     assert scheme(quantizer="cast").resolved() == {"quantizer": "cast", "dtype": "bf16"}
     assert scheme(quantizer="bnb_int8").resolved() == {"quantizer": "bnb_int8", "threshold": 6.0}
     assert scheme(quantizer="bnb_nf4").resolved() == {"quantizer": "bnb_nf4", "blocksize": 64, "double_quant": False}
-    calibration = {"calibration_split": "retain2", "calibration_samples": 32, "calibration_seed": 0,
-                   "calibration_max_length": 256}
+    calibration = {
+        "calibration_split": "retain2",
+        "calibration_samples": 32,
+        "calibration_seed": 0,
+        "calibration_max_length": 256,
+    }
     # key order too: it is the order of a job's params and meta.json
-    assert list(scheme(quantizer="gptq").resolved().items()) == list({
-        "quantizer": "gptq", "bits": 4, "group_size": 128, "symmetric": True, "dampening": 0.01, "actorder": None,
-        "block_size": 128, **calibration}.items())
-    assert list(scheme(quantizer="awq").resolved().items()) == list({
-        "quantizer": "awq", "bits": 4, "group_size": 128, "symmetric": False, "duo_scaling": True, "n_grid": 20,
-        **calibration}.items())
+    assert list(scheme(quantizer="gptq").resolved().items()) == list(
+        {
+            "quantizer": "gptq",
+            "bits": 4,
+            "group_size": 128,
+            "symmetric": True,
+            "dampening": 0.01,
+            "actorder": None,
+            "block_size": 128,
+            **calibration,
+        }.items()
+    )
+    assert list(scheme(quantizer="awq").resolved().items()) == list(
+        {
+            "quantizer": "awq",
+            "bits": 4,
+            "group_size": 128,
+            "symmetric": False,
+            "duo_scaling": True,
+            "n_grid": 20,
+            **calibration,
+        }.items()
+    )
     g = scheme(quantizer="gptq", bits=3, actorder="group")
     assert Scheme.from_resolved("q", g.resolved()) == g
-    assert [scheme(quantizer=q, **kw).nominal_bits for q, kw in
-            [("none", {}), ("cast", {}), ("bnb_int8", {}), ("bnb_fp4", {}), ("bnb_nf4", {}), ("rtn", {"bits": 3}),
-             ("gptq", {}), ("awq", {"bits": 8})]] == [32, 16, 8, 4, 4, 3, 4, 8]
+    assert [
+        scheme(quantizer=q, **kw).nominal_bits
+        for q, kw in [
+            ("none", {}),
+            ("cast", {}),
+            ("bnb_int8", {}),
+            ("bnb_fp4", {}),
+            ("bnb_nf4", {}),
+            ("rtn", {"bits": 3}),
+            ("gptq", {}),
+            ("awq", {"bits": 8}),
+        ]
+    ] == [32, 16, 8, 4, 4, 3, 4, 8]
 
 
-@pytest.mark.parametrize("kw", [
-    {"quantizer": "none"},
-    {"quantizer": "cast", "dtype": "fp16"},
-    {"quantizer": "cast", "dtype": "bf16"},
-    {"quantizer": "rtn", "bits": 2, "group_size": 32},
-    {"quantizer": "rtn", "bits": 3, "group_size": None},
-    {"quantizer": "rtn", "bits": 8, "group_size": 128},
-    {"quantizer": "bnb_int8"},
-    {"quantizer": "bnb_fp4"},
-    {"quantizer": "bnb_nf4", "double_quant": True},
-])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"quantizer": "none"},
+        {"quantizer": "cast", "dtype": "fp16"},
+        {"quantizer": "cast", "dtype": "bf16"},
+        {"quantizer": "rtn", "bits": 2, "group_size": 32},
+        {"quantizer": "rtn", "bits": 3, "group_size": None},
+        {"quantizer": "rtn", "bits": 8, "group_size": 128},
+        {"quantizer": "bnb_int8"},
+        {"quantizer": "bnb_fp4"},
+        {"quantizer": "bnb_nf4", "double_quant": True},
+    ],
+)
 def test_on_the_fly_backends_quantize_and_run_forward(tiny, kw):
     s = scheme(**kw)
     ref = load_model(tiny["dir"] / "model", device=torch.device("cpu"))
@@ -170,8 +214,9 @@ def test_bnb_4bit_codes_lie_on_the_codebook_within_half_a_gap(tiny, quantizer):
         gap = (book.sort().values.diff()).max()
         absmax = c["absmax"].repeat_interleave(64)[: w.numel()].reshape(w.shape)
         deq = book[c["codes"].long()] * absmax
-        assert torch.allclose(deq, bnb.functional.dequantize_4bit(*quantize_4bit(w, quantizer[4:], 64, False)),
-                              atol=1e-6)
+        assert torch.allclose(
+            deq, bnb.functional.dequantize_4bit(*quantize_4bit(w, quantizer[4:], 64, False)), atol=1e-6
+        )
         assert ((w - deq).abs() <= absmax * gap / 2 + 1e-6).all()
         packed, _ = quantize_4bit(w, quantizer[4:], 64, False)
         assert torch.equal(mods[name].weight.data.flatten(), packed.flatten())  # what bnb itself stored

@@ -8,13 +8,13 @@ import re
 import pytest
 import torch
 import yaml
-
 from conftest import ROOT
+from test_workflow import planned_jobs, snakemake
+
 from qunlearn import resources
+from qunlearn.config import ModelConfig
 from qunlearn.experiment import Experiment
 from qunlearn.paths import BASES
-from qunlearn.config import ModelConfig
-from test_workflow import planned_jobs, snakemake
 
 MUSE_CONFIGS = ["configs/muse-news.yaml", "configs/muse-books.yaml"]
 
@@ -41,13 +41,25 @@ def expected_jobs(cfg: dict) -> dict:
     n_grid = sum(len(alphas[m]) for d in owned for m in methods[d] if len(alphas[m]) > 1)
     n_head = sum(len(ms) for ms in methods.values())
     n_models = len(BASES) * len(cfg["datasets"]) + n_head
-    jobs = {"prepare_data": len(owned), "fetch_model": fetched, "train_base": trained,
-            "release": len(BASES) * len(cfg["datasets"]),
-            "select_alpha": sum(1 for d in owned for m in methods[d] if alphas[m]),
-            "unlearn": n_grid + n_head, "quantize": n_models * len(calibrated),
-            "evaluate": n_models * len(schemes) + n_grid * n_sel_schemes, "analysis": n_head,
-            "aggregate": 1, "figures": 1, "aggregate_quant": 1, "paper_numbers": 1, "paper_includes": 1,
-            "paper_assets": 1, "paper_quant": 1, "all": 1}
+    jobs = {
+        "prepare_data": len(owned),
+        "fetch_model": fetched,
+        "train_base": trained,
+        "release": len(BASES) * len(cfg["datasets"]),
+        "select_alpha": sum(1 for d in owned for m in methods[d] if alphas[m]),
+        "unlearn": n_grid + n_head,
+        "quantize": n_models * len(calibrated),
+        "evaluate": n_models * len(schemes) + n_grid * n_sel_schemes,
+        "analysis": n_head,
+        "aggregate": 1,
+        "figures": 1,
+        "aggregate_quant": 1,
+        "paper_numbers": 1,
+        "paper_includes": 1,
+        "paper_assets": 1,
+        "paper_quant": 1,
+        "all": 1,
+    }
     jobs = {k: v for k, v in jobs.items() if v}
     jobs["total"] = sum(jobs.values())
     return jobs
@@ -79,7 +91,7 @@ def test_paper_settings_in_the_muse_configs():
 def test_one_published_base_drops_only_its_training(tmp_path):
     cfg = load("configs/ci.yaml")
     del cfg["sweeps"]  # expected_jobs counts grids and headline arms
-    cfg["datasets"]["synth"]["pretrained"] = {"target": {"path": "/models/target"}, "n_params": 1.0e+6}
+    cfg["datasets"]["synth"]["pretrained"] = {"target": {"path": "/models/target"}, "n_params": 1.0e6}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     jobs = planned_jobs("--configfile", str(path))
@@ -97,7 +109,7 @@ def test_gpu_rules_declare_resources():
     out = snakemake("-n", "--forceall", "--configfile", MUSE_CONFIGS[0]).stdout
     blocks = re.findall(r"^(localrule|rule) (\w+):\n(.*?)(?=^\[|\Z)", out, re.M | re.S)
     assert {name for _, name, _ in blocks} >= {"unlearn", "evaluate"}
-    for kind, name, body in blocks:
+    for _kind, name, body in blocks:
         if name in ("unlearn", "evaluate"):
             res = re.search(r"resources: (.*)", body).group(1)
             assert re.search(r"\bgpu=[12]\b", res) and re.search(r"\bmem_mb=\d+", res), (name, res)
@@ -115,8 +127,7 @@ def test_resources_scale_with_the_model():
     assert resources.rule_resources(news, "unlearn", "news", "ga_klr")["gpu"] == 2
     # 10 epochs (NEWS) take longer than 5 (BOOKS); evaluation does not depend on epochs
     assert big["runtime"] > resources.rule_resources(books, "unlearn", "books", "ga_gdr")["runtime"]
-    assert (resources.rule_resources(news, "evaluate", "news")
-            == resources.rule_resources(books, "evaluate", "books"))
+    assert resources.rule_resources(news, "evaluate", "news") == resources.rule_resources(books, "evaluate", "books")
     slow = copy.deepcopy(news.config)
     slow["compute"]["runtime_scale"] = 2.0
     slow = Experiment(slow)
@@ -158,8 +169,9 @@ def test_parameter_count_matches_the_built_model(tie):
 def _tiny_model():
     from qunlearn.models import build_tiny_llama
 
-    return build_tiny_llama(ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32,
-                                        max_length=32), _Tok(50), seed=0)
+    return build_tiny_llama(
+        ModelConfig(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_length=32), _Tok(50), seed=0
+    )
 
 
 @pytest.mark.parametrize("name", ["adamw", "adamw_8bit", "adafactor"])

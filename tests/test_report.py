@@ -4,7 +4,6 @@ figures as captioned report items, by category."""
 import re
 
 import pytest
-
 from conftest import run_snakemake
 
 from qunlearn.report import catalog

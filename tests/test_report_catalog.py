@@ -21,8 +21,10 @@ LAYERS = ["retention", "catalog", "frame", "render", "tables", "studies", "quant
 
 
 def test_catalog_imports_neither_pandas_nor_torch():
-    code = ("import sys, qunlearn.report.catalog as c; c.outputs('aggregate'); c.paper_files(); "
-            "bad = {'pandas', 'torch', 'matplotlib'} & set(sys.modules); assert not bad, bad")
+    code = (
+        "import sys, qunlearn.report.catalog as c; c.outputs('aggregate'); c.paper_files(); "
+        "bad = {'pandas', 'torch', 'matplotlib'} & set(sys.modules); assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, env={"PYTHONPATH": str(SRC)})
 
 
@@ -60,15 +62,16 @@ def _eval(root, model_id, m1, m2, m4):
 
 def test_a_target_scoring_zero_on_m1_counts_m2_alone_in_the_selection_and_the_table(tmp_path):
     target = {"verbmem_f": 0.0, "knowmem_f": 0.8, "knowmem_r": 1.0}
-    grid = {1.0: {"verbmem_f": 0.3, "knowmem_f": 0.6, "knowmem_r": 0.9},
-            2.0: {"verbmem_f": 0.0, "knowmem_f": 0.2, "knowmem_r": 0.9}}
+    grid = {
+        1.0: {"verbmem_f": 0.3, "knowmem_f": 0.6, "knowmem_r": 0.9},
+        2.0: {"verbmem_f": 0.0, "knowmem_f": 0.2, "knowmem_r": 0.9},
+    }
     arm = "unlearn/ga_gdr/alpha~{}/lr~1e-05/epochs~1/loss~faithful"
     paths = [_eval(tmp_path, "target", *target.values()), _eval(tmp_path, "retrain", 0.0, 0.1, 1.0)]
     paths += [_eval(tmp_path, arm.format(f"{a:g}"), *s.values()) for a, s in grid.items()]
     table = retention(long_metrics(paths, ReportConfig())).set_index("alpha").retention
     sel = select_alpha(grid, target, 0.5)
-    assert {g["alpha"]: g["forget_retention"] for g in sel["grid"]} == pytest.approx(
-        {1.0: table["1"], 2.0: table["2"]})
+    assert {g["alpha"]: g["forget_retention"] for g in sel["grid"]} == pytest.approx({1.0: table["1"], 2.0: table["2"]})
     assert table["1"] == pytest.approx(0.6 / 0.8) and table["2"] == pytest.approx(0.2 / 0.8)
     assert sel["alpha"] == 2.0
 

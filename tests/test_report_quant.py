@@ -20,8 +20,12 @@ SCHEMES = {
 }
 # (model_id, scheme) -> (M1, M2) in [0, 1]
 SCORES = {
-    ("target", "fp32"): (1.0, 0.8), ("target", "rtn4"): (0.9, 0.8), ("target", "gptq"): (0.5, 0.4),
-    ("retrain", "fp32"): (0.2, 0.1), ("retrain", "rtn4"): (0.2, 0.1), ("retrain", "gptq"): (0.2, 0.1),
+    ("target", "fp32"): (1.0, 0.8),
+    ("target", "rtn4"): (0.9, 0.8),
+    ("target", "gptq"): (0.5, 0.4),
+    ("retrain", "fp32"): (0.2, 0.1),
+    ("retrain", "rtn4"): (0.2, 0.1),
+    ("retrain", "gptq"): (0.2, 0.1),
     (ARM, "fp32"): (0.2, 0.4),
     (ARM, "rtn4"): (0.9, 0.4),
     (ARM, "gptq"): (0.25, 0.1),
@@ -29,8 +33,16 @@ SCORES = {
 
 
 def _overall(frac):
-    return {"n_weights": 10, "cosine": 0.99, "rel_l2": 0.05, "frac_fp_changed": 1.0, "frac_codes_changed": frac,
-            "frac_dequant_changed": frac, "q_cosine": 0.98, "q_rel_l2": 0.1}
+    return {
+        "n_weights": 10,
+        "cosine": 0.99,
+        "rel_l2": 0.05,
+        "frac_fp_changed": 1.0,
+        "frac_codes_changed": frac,
+        "frac_dequant_changed": frac,
+        "q_cosine": 0.98,
+        "q_rel_l2": 0.1,
+    }
 
 
 def test_aggregate_quant_tables_and_figures(tmp_path):
@@ -43,11 +55,16 @@ def test_aggregate_quant_tables_and_figures(tmp_path):
     adir = tmp_path / "results/synth/analysis" / ARM
     adir.mkdir(parents=True)
     for scheme, frac in (("fp32", 1.0), ("rtn4", 0.002), ("gptq", 0.3)):
-        (adir / f"{scheme}.json").write_text(json.dumps({
-            "overall": _overall(frac), "by_module": {"q_proj": _overall(frac)}, "by_layer": {"0": _overall(frac)}}))
+        (adir / f"{scheme}.json").write_text(
+            json.dumps(
+                {"overall": _overall(frac), "by_module": {"q_proj": _overall(frac)}, "by_layer": {"0": _overall(frac)}}
+            )
+        )
     analyses.append(str(adir))
-    out = {k: str(tmp_path / p.replace("results/tables", "t").replace("results/figures", "f"))
-           for k, p in catalog.outputs("aggregate_quant").items()}
+    out = {
+        k: str(tmp_path / p.replace("results/tables", "t").replace("results/figures", "f"))
+        for k, p in catalog.outputs("aggregate_quant").items()
+    }
     report_cfg = {"utility_constrained": ["ga_gdr"]}
     metrics = tmp_path / "metrics.csv"  # what rule aggregate writes (every row headline here)
     long_metrics(evals, from_dict(ReportConfig, report_cfg)).to_csv(metrics, index=False)
@@ -71,7 +88,12 @@ def test_aggregate_quant_tables_and_figures(tmp_path):
     assert set(wc.scope) == {"overall", "module:q_proj", "layer:0"}
     assert wc[(wc.scope == "overall") & (wc.scheme == "rtn4")].frac_codes_changed.item() == pytest.approx(0.002)
     assert "0.200" in (tmp_path / "t/weight_change.md").read_text()  # 0.2 % of codes, as a percentage
-    for k in ("retention_vs_bits_png", "retention_vs_bits_pdf", "codes_changed_vs_bits_png", "codes_changed_vs_bits_pdf"):
+    for k in (
+        "retention_vs_bits_png",
+        "retention_vs_bits_pdf",
+        "codes_changed_vs_bits_png",
+        "codes_changed_vs_bits_pdf",
+    ):
         assert Path(out[k]).stat().st_size > 1000
     assert not list(tmp_path.rglob(".*tmp-*")), "atomic writes leave no temporary files"
 
@@ -79,7 +101,17 @@ def test_aggregate_quant_tables_and_figures(tmp_path):
 def test_analysis_paths_share_the_eval_grammar():
     mid = "unlearn/npo/alpha~1/lr~3e-05/epochs~40/loss~faithful"
     key = parse_analysis_path(f"results/synth/analysis/{mid}/bnb_nf4.json")
-    assert key == {"dataset": "synth", "model_id": mid, "model": "unlearn", "method": "npo", "alpha": "1",
-                   "selected": False, "lr": "3e-05", "epochs": "40", "loss": "faithful", "scheme": "bnb_nf4"}
+    assert key == {
+        "dataset": "synth",
+        "model_id": mid,
+        "model": "unlearn",
+        "method": "npo",
+        "alpha": "1",
+        "selected": False,
+        "lr": "3e-05",
+        "epochs": "40",
+        "loss": "faithful",
+        "scheme": "bnb_nf4",
+    }
     with pytest.raises(ValueError, match="not an analysis output path"):
         parse_analysis_path("results/synth/eval/target/fp32.json")

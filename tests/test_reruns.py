@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import ROOT
 
 from qunlearn.experiment import Experiment
@@ -28,8 +27,15 @@ from qunlearn.paths import SELECTED
 
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 # jobs downstream of every evaluation: tables, figures, paper numbers and copies, the target rule
-AGGREGATES = {"aggregate": 1, "figures": 1, "aggregate_quant": 1, "paper_numbers": 1, "paper_assets": 1,
-              "paper_quant": 1, "all": 1}
+AGGREGATES = {
+    "aggregate": 1,
+    "figures": 1,
+    "aggregate_quant": 1,
+    "paper_numbers": 1,
+    "paper_assets": 1,
+    "paper_quant": 1,
+    "all": 1,
+}
 
 _RULE_DIRS = """
 import json, sys
@@ -46,8 +52,18 @@ with SnakemakeApi(OutputSettings()) as api:
 
 
 def snakemake(workdir, configfile, *args, check=True):
-    cmd = [*SNAKEMAKE, "--cores", "1", "--configfile", str(configfile), "--directory", str(workdir),
-           "--snakefile", str(ROOT / "Snakefile"), *args]
+    cmd = [
+        *SNAKEMAKE,
+        "--cores",
+        "1",
+        "--configfile",
+        str(configfile),
+        "--directory",
+        str(workdir),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+        *args,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -62,8 +78,10 @@ def planned(workdir, configfile, *args) -> list[tuple[str, dict]]:
         m = re.search(r"^(?:local)?rule (\w+):$", block, re.M)
         if not m:
             continue
-        fields = {k: [p.strip() for p in v.split(",")]
-                  for k, v in re.findall(r"^    (output|log|benchmark): (.+)$", block, re.M)}
+        fields = {
+            k: [p.strip() for p in v.split(",")]
+            for k, v in re.findall(r"^    (output|log|benchmark): (.+)$", block, re.M)
+        }
         jobs.append((m.group(1), fields))
     return jobs
 
@@ -76,8 +94,13 @@ def job_stats(jobs) -> dict[str, int]:
 
 
 def fake_finished_run(workdir: Path, configfile: Path) -> None:
-    proc = subprocess.run([*SNAKEMAKE[:1], "-c", _RULE_DIRS, str(configfile), str(ROOT / "Snakefile"),
-                           str(workdir)], capture_output=True, text=True, timeout=300, check=True)
+    proc = subprocess.run(
+        [*SNAKEMAKE[:1], "-c", _RULE_DIRS, str(configfile), str(ROOT / "Snakefile"), str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
     rule_dirs = json.loads(proc.stdout.split("RULE_DIRS=")[1].splitlines()[0])
     jobs = planned(workdir, configfile, "--forceall")
     assert jobs, "the dry run planned no job"
@@ -130,8 +153,12 @@ def unlearn_dir(ds, mid):
 def selections_with_grid(cfg):
     """(dataset, method) of every selection that reads grid evaluations (the others read nothing)."""
     exp = Experiment(cfg)
-    return {(ds, m) for ds in cfg["datasets"] for m in cfg["unlearn"]["methods"]
-            if exp.selection_source(ds, m) == (ds, m) and exp.grid_alphas(m)}
+    return {
+        (ds, m)
+        for ds in cfg["datasets"]
+        for m in cfg["unlearn"]["methods"]
+        if exp.selection_source(ds, m) == (ds, m) and exp.grid_alphas(m)
+    }
 
 
 def expected(old, new, redo_selections=(), reevaluate=False):
@@ -141,23 +168,34 @@ def expected(old, new, redo_selections=(), reevaluate=False):
     old_exp, new_exp = Experiment(old), Experiment(new)
     old_ids = {(a.dataset, a.model_id) for a in old_exp.unlearn_jobs()}
     sel = set(redo_selections)
-    for ds, m in selections_with_grid(new) | {(d, m) for d in new["datasets"] for m in new["unlearn"]["methods"]
-                                              if new_exp.selection_source(d, m) == (d, m)}:
-        if m not in old["unlearn"]["methods"] or old_exp.grid_arms(ds, m) != new_exp.grid_arms(ds, m) \
-                or old_exp.alphas(m) != new_exp.alphas(m):
+    for ds, m in selections_with_grid(new) | {
+        (d, m) for d in new["datasets"] for m in new["unlearn"]["methods"] if new_exp.selection_source(d, m) == (d, m)
+    }:
+        if (
+            m not in old["unlearn"]["methods"]
+            or old_exp.grid_arms(ds, m) != new_exp.grid_arms(ds, m)
+            or old_exp.alphas(m) != new_exp.alphas(m)
+        ):
             sel.add((ds, m))
-    arms = {(a.dataset, a.model_id) for a in new_exp.unlearn_jobs()
-            if (a.dataset, a.model_id) not in old_ids
-            or (a.alpha == SELECTED and new_exp.selection_source(a.dataset, a.method) in sel)}
+    arms = {
+        (a.dataset, a.model_id)
+        for a in new_exp.unlearn_jobs()
+        if (a.dataset, a.model_id) not in old_ids
+        or (a.alpha == SELECTED and new_exp.selection_source(a.dataset, a.method) in sel)
+    }
     evals = {(ds, mid, s) for ds, mid, s in new_exp.evaluations if reevaluate or (ds, mid) in arms}
-    return {"unlearn": {unlearn_dir(*a) for a in arms},
-            "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
-            "select_alpha": {f"results/{ds}/selection/{m}.json" for ds, m in sel},
-            # GPTQ/AWQ checkpoints and weight analyses follow the (re)made models
-            "quantize": {f"results/{ds}/quant/{mid}/{s}" for ds, mid, s in evals
-                         if (ds, mid) in arms and new_exp.schemes[s].calibrated},
-            "analysis": {f"results/{ds}/analysis/{mid}" for ds, mid in arms
-                         if mid in new_exp.analysis_model_ids(ds)}}
+    return {
+        "unlearn": {unlearn_dir(*a) for a in arms},
+        "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
+        "select_alpha": {f"results/{ds}/selection/{m}.json" for ds, m in sel},
+        # GPTQ/AWQ checkpoints and weight analyses follow the (re)made models
+        "quantize": {
+            f"results/{ds}/quant/{mid}/{s}"
+            for ds, mid, s in evals
+            if (ds, mid) in arms and new_exp.schemes[s].calibrated
+        },
+        "analysis": {f"results/{ds}/analysis/{mid}" for ds, mid in arms if mid in new_exp.analysis_model_ids(ds)},
+    }
 
 
 def assert_plans(jobs, want):
@@ -175,8 +213,7 @@ def test_fake_run_is_complete_and_unchanged(finished_default):
 
 
 def test_alpha_grid_of_one_method_replans_its_grid_selection_and_readers(finished_default, tmp_path):
-    cfg, jobs = replan(finished_default, tmp_path,
-                       lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[1, 2, 3]))
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[1, 2, 3]))
     want = expected(default_cfg(), cfg)
     assert want["select_alpha"] == {"results/synth/selection/ga_gdr.json"}
     assert_plans(jobs, want)
@@ -204,29 +241,42 @@ def _beta_expected(new):
     """Arms of npo_gdr (changed params), its selection (its grid was remade), the arms reading the
     selection (npo_gdr's SURE variant), and their evaluations/quantize/analysis jobs."""
     exp = Experiment(new)
-    touched = {(a.dataset, a.model_id) for a in exp.unlearn_jobs()
-               if a.method == "npo_gdr" or (a.alpha == SELECTED and exp.selection_source(a.dataset, a.method)
-                                            == ("synth", "npo_gdr"))}
+    touched = {
+        (a.dataset, a.model_id)
+        for a in exp.unlearn_jobs()
+        if a.method == "npo_gdr"
+        or (a.alpha == SELECTED and exp.selection_source(a.dataset, a.method) == ("synth", "npo_gdr"))
+    }
     evals = {(ds, mid, s) for ds, mid, s in exp.evaluations if (ds, mid) in touched}
-    return {"unlearn": {unlearn_dir(*a) for a in touched},
-            "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
-            "select_alpha": {"results/synth/selection/npo_gdr.json"},
-            "quantize": {f"results/{ds}/quant/{mid}/{s}" for ds, mid, s in evals if exp.schemes[s].calibrated},
-            "analysis": {f"results/{ds}/analysis/{mid}" for ds, mid in touched if mid in exp.analysis_model_ids(ds)}}
+    return {
+        "unlearn": {unlearn_dir(*a) for a in touched},
+        "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
+        "select_alpha": {"results/synth/selection/npo_gdr.json"},
+        "quantize": {f"results/{ds}/quant/{mid}/{s}" for ds, mid, s in evals if exp.schemes[s].calibrated},
+        "analysis": {f"results/{ds}/analysis/{mid}" for ds, mid in touched if mid in exp.analysis_model_ids(ds)},
+    }
 
 
 def test_a_new_scheme_adds_only_its_evaluations(finished_default, tmp_path):
-    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["quantize"]["schemes"].update(
-        rtn4_g32={"quantizer": "rtn", "bits": 4, "group_size": 32}))
+    cfg, jobs = replan(
+        finished_default,
+        tmp_path,
+        lambda c: c["quantize"]["schemes"].update(rtn4_g32={"quantizer": "rtn", "bits": 4, "group_size": 32}),
+    )
     assert "rtn4_g32" not in default_cfg()["quantize"]["schemes"]
     exp = Experiment(cfg)
     want = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in exp.evaluations if s == "rtn4_g32"}
     # each headline arm's weight analysis covers every scheme it is evaluated at (a method's
     # `schemes` may leave the new one out: the default's SURE arms)
-    analyses = {f"results/{ds}/analysis/{mid}" for ds in cfg["datasets"] for mid in exp.analysis_model_ids(ds)
-                if "rtn4_g32" in exp.model_schemes(ds, mid)}
-    assert analyses != {f"results/{ds}/analysis/{mid}" for ds in cfg["datasets"]
-                        for mid in exp.analysis_model_ids(ds)}  # the SURE arms' are not replanned
+    analyses = {
+        f"results/{ds}/analysis/{mid}"
+        for ds in cfg["datasets"]
+        for mid in exp.analysis_model_ids(ds)
+        if "rtn4_g32" in exp.model_schemes(ds, mid)
+    }
+    assert analyses != {
+        f"results/{ds}/analysis/{mid}" for ds in cfg["datasets"] for mid in exp.analysis_model_ids(ds)
+    }  # the SURE arms' are not replanned
     assert_plans(jobs, {"evaluate": want, "analysis": analyses})
 
 
@@ -255,15 +305,19 @@ def test_a_new_method_adds_only_its_branch(finished_without_a_method, tmp_path):
 def _everything(cfg):
     exp = Experiment(cfg)
     evals = exp.evaluations
-    return {"release": 2 * len(cfg["datasets"]), "select_alpha": len(selections_with_grid(cfg)),
-            "unlearn": len(exp.unlearn_jobs()), "evaluate": len(evals),
-            "quantize": sum(1 for _, _, s in evals if exp.schemes[s].calibrated),
-            "analysis": sum(len(exp.analysis_model_ids(ds)) for ds in cfg["datasets"]), **AGGREGATES}
+    return {
+        "release": 2 * len(cfg["datasets"]),
+        "select_alpha": len(selections_with_grid(cfg)),
+        "unlearn": len(exp.unlearn_jobs()),
+        "evaluate": len(evals),
+        "quantize": sum(1 for _, _, s in evals if exp.schemes[s].calibrated),
+        "analysis": sum(len(exp.analysis_model_ids(ds)) for ds in cfg["datasets"]),
+        **AGGREGATES,
+    }
 
 
 def test_the_corpus_seed_replans_everything_downstream_of_data_prep(finished_default, tmp_path):
-    cfg, jobs = replan(finished_default, tmp_path,
-                       lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1))
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["datasets"]["synth"]["synthetic"].update(seed=1))
     owned = Experiment(cfg).owned_datasets()
     assert job_stats(jobs) == {"prepare_data": len(owned), "train_base": 2 * len(owned), **_everything(cfg)}
 

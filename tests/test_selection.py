@@ -5,11 +5,11 @@ import math
 
 import pytest
 
+from qunlearn.config import ConfigError
 from qunlearn.experiment import Experiment
 from qunlearn.paths import parse_model_id
-from qunlearn.config import ConfigError
-from qunlearn.runtime import read_json, write_json_atomic
 from qunlearn.report.retention import forget_retention
+from qunlearn.runtime import read_json, write_json_atomic
 from qunlearn.selection import select_alpha, select_alpha_stage
 
 TARGET = {"verbmem_f": 0.8, "knowmem_f": 1.0, "knowmem_r": 1.0}
@@ -57,7 +57,9 @@ def test_stage_reads_eval_jsons_and_records_the_grid(tmp_path):
     out = tmp_path / "sel.json"
     select_alpha_stage(paths, str(tmp_path / "t.json"), [1, 2], {"schemes": ["fp32"]}, out, "ga_gdr")
     sel = read_json(out)
-    assert sel["alpha"] == 2.0 and len(sel["grid"]) == 2 and set(sel["meta"]["inputs"]) == {"alpha~1", "alpha~2", "target"}
+    assert (
+        sel["alpha"] == 2.0 and len(sel["grid"]) == 2 and set(sel["meta"]["inputs"]) == {"alpha~1", "alpha~2", "target"}
+    )
     single = tmp_path / "single.json"
     select_alpha_stage({}, None, [3], {}, single, "ga")
     assert read_json(single)["alpha"] == 3.0
@@ -99,12 +101,30 @@ def test_a_selected_arm_copies_its_grid_twin_only_when_the_configs_agree(tmp_pat
     write_json_atomic(twin / "meta.json", {"config": to_dict(from_dict(UnlearnConfig, full)), "history": {"steps": 2}})
     write_json_atomic(tmp_path / "sel.json", {"alpha": 2.0, "grid": []})
     out = tmp_path / "selected"
-    meta = unlearn_model(tmp_path / "no-base", tmp_path / "no-data", out, cfg, max_length=8, seed=0,
-                         progress=False, selection_json=tmp_path / "sel.json", grid_twins={"2": str(twin)})
+    meta = unlearn_model(
+        tmp_path / "no-base",
+        tmp_path / "no-data",
+        out,
+        cfg,
+        max_length=8,
+        seed=0,
+        progress=False,
+        selection_json=tmp_path / "sel.json",
+        grid_twins={"2": str(twin)},
+    )
     assert (out / "model.safetensors").read_bytes() == b"weights" and meta["copied_from"] == str(twin)
     assert read_json(out / "meta.json")["config"]["alpha"] == 2.0
     write_json_atomic(twin / "meta.json", {"config": {**to_dict(from_dict(UnlearnConfig, full)), "lr": 1.0}})
     with pytest.raises(ValueError, match="differs"):
-        unlearn_model(tmp_path / "no-base", tmp_path / "no-data", tmp_path / "other", cfg, max_length=8, seed=0,
-                      progress=False, selection_json=tmp_path / "sel.json", grid_twins={"2": str(twin)})
+        unlearn_model(
+            tmp_path / "no-base",
+            tmp_path / "no-data",
+            tmp_path / "other",
+            cfg,
+            max_length=8,
+            seed=0,
+            progress=False,
+            selection_json=tmp_path / "sel.json",
+            grid_twins={"2": str(twin)},
+        )
     assert not (tmp_path / "other").exists()

@@ -21,7 +21,8 @@ def test_loss_equals_the_formula_on_a_hand_checked_batch():
     # the normalisation: doubling the scored length of a uniform sequence leaves its term unchanged
     longer = torch.zeros(1, 7, 2)
     assert simnpo_loss(longer, torch.zeros(1, 7, dtype=torch.long), beta, gamma).item() == pytest.approx(
-        simnpo_loss(logits[:1], labels[:1], beta, gamma).item(), rel=1e-6)
+        simnpo_loss(logits[:1], labels[:1], beta, gamma).item(), rel=1e-6
+    )
 
 
 def test_spec_needs_no_reference_and_reads_retain_data():
@@ -41,18 +42,29 @@ def test_simnpo_runs_through_the_loop_and_raises_the_forget_loss(tmp_path):
     from qunlearn.train import train_until_memorised
     from qunlearn.unlearn.loop import unlearn
 
-    write_corpus(SyntheticCorpusConfig(n_people=20, n_holdout_people=4, n_icl=1, qa_repeats=1, letter_words=4),
-                 tmp_path)
+    write_corpus(
+        SyntheticCorpusConfig(n_people=20, n_holdout_people=4, n_icl=1, qa_repeats=1, letter_words=4), tmp_path
+    )
     forget = muse_format.read_texts(tmp_path, "raw", "forget")
     retain = muse_format.read_texts(tmp_path, "raw", "retain1")
     tok = train_tokenizer(forget + retain, 500, tmp_path / "tok")
     runtime.seed_everything(0, 1)
-    model = build_tiny_llama(ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-                                         max_length=128), tok, 0)
-    train_until_memorised(model, tok, forget + retain, {}, TrainConfig(lr=3e-3, batch_size=8, warmup_steps=2,
-                          max_epochs=30, check_every=100), seed=0, max_length=128, progress=False)
-    cfg = UnlearnConfig(method="simnpo", alpha=0.1, lr=1e-3, epochs=5, batch_size=4,
-                        settings={"beta": 0.7, "gamma": 0.0})
+    model = build_tiny_llama(
+        ModelConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_length=128), tok, 0
+    )
+    train_until_memorised(
+        model,
+        tok,
+        forget + retain,
+        {},
+        TrainConfig(lr=3e-3, batch_size=8, warmup_steps=2, max_epochs=30, check_every=100),
+        seed=0,
+        max_length=128,
+        progress=False,
+    )
+    cfg = UnlearnConfig(
+        method="simnpo", alpha=0.1, lr=1e-3, epochs=5, batch_size=4, settings={"beta": 0.7, "gamma": 0.0}
+    )
     history = unlearn(model, tok, forget, retain, cfg, seed=0, max_length=128, progress=False)
     first, last = history["epochs"][0], history["epochs"][-1]
     assert last["forget"] < first["forget"]  # the SimNPO term falls as the forget likelihood drops

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import CI_CONFIG, ROOT
 
 from qunlearn import resources
@@ -46,16 +45,26 @@ def slurm_up(env) -> bool:
     if not shutil.which("sinfo") or not (SLURM_DIR / "slurm.conf").is_file():
         return False
     try:
-        out = subprocess.run(["timeout", "-s", "KILL", "15", "sinfo", "-h", "-o", "%P %t"], env=env,
-                             capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(
+            ["timeout", "-s", "KILL", "15", "sinfo", "-h", "-o", "%P %t"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
     except subprocess.TimeoutExpired:
         return False
     return "gpu" in out and ("idle" in out or "mix" in out)
 
 
 def scontrol_jobs(env, name: str) -> list[dict]:
-    out = subprocess.run(["timeout", "-s", "KILL", "30", "scontrol", "show", "job", "-o"], env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["timeout", "-s", "KILL", "30", "scontrol", "show", "job", "-o"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     jobs = [dict(re.findall(r"(\w+)=(\S*)", line)) for line in out.splitlines() if line.strip()]
     return [j for j in jobs if j.get("JobName") == name]
 
@@ -64,11 +73,28 @@ def scontrol_jobs(env, name: str) -> list[dict]:
 def slurm_run(tmp_path_factory):
     env = slurm_env()
     if not slurm_up(env):
-        pytest.skip(f"no SLURM cluster at {SLURM_DIR} (start one with `bash scripts/slurm_local.sh start`"
-                    f" as root; .ci/run does)")
+        pytest.skip(
+            f"no SLURM cluster at {SLURM_DIR} (start one with `bash scripts/slurm_local.sh start`"
+            f" as root; .ci/run does)"
+        )
     workdir = tmp_path_factory.mktemp("slurm")
-    cmd = ["timeout", "-s", "KILL", str(KILL_AFTER), sys.executable, "-m", "snakemake", "--profile", "profiles/slurm",
-           "--configfile", str(CONFIG), "--directory", str(workdir), "--snakefile", str(ROOT / "Snakefile")]
+    cmd = [
+        "timeout",
+        "-s",
+        "KILL",
+        str(KILL_AFTER),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        str(CONFIG),
+        "--directory",
+        str(workdir),
+        "--snakefile",
+        str(ROOT / "Snakefile"),
+    ]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=KILL_AFTER + 100)
     out = proc.stdout + proc.stderr
     if proc.returncode != 0:

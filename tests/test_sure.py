@@ -83,13 +83,22 @@ def test_masked_rows_are_bit_identical_after_training(micro, monkeypatch):
 
     monkeypatch.setattr(sure.SUREMethod, "masks", recording)
     runtime.seed_everything(0, 1)
-    hist = unlearn(model, tok, forget, retain, UnlearnConfig(method="ga_gdr_sure", lr=1e-3, epochs=3,
-                   batch_size=8, settings={"percentile": 90}), seed=0, max_length=128, progress=False)
+    hist = unlearn(
+        model,
+        tok,
+        forget,
+        retain,
+        UnlearnConfig(method="ga_gdr_sure", lr=1e-3, epochs=3, batch_size=8, settings={"percentile": 90}),
+        seed=0,
+        max_length=128,
+        progress=False,
+    )
     assert 0.05 < hist["kept_fraction"] < 0.2
     changed_rows = 0
     for n, p in model.named_parameters():
-        rows_equal = (p.detach() == before[n]).reshape(p.shape[0], -1).all(dim=1) if p.dim() > 1 \
-            else p.detach() == before[n]
+        rows_equal = (
+            (p.detach() == before[n]).reshape(p.shape[0], -1).all(dim=1) if p.dim() > 1 else p.detach() == before[n]
+        )
         never_selected = ~union[n]
         assert rows_equal[never_selected].all(), f"{n}: a masked row changed"
         changed_rows += int((~rows_equal).sum())
@@ -103,8 +112,16 @@ def test_forget_gradient_is_counted_once(micro):
     for method, settings in (("ga_gdr", {}), ("ga_gdr_sure", {"percentile": 0})):
         m = copy.deepcopy(model)
         runtime.seed_everything(0, 1)
-        unlearn(m, tok, forget, retain, UnlearnConfig(method=method, lr=1e-3, epochs=1, batch_size=64,
-                alpha=2.0, settings=settings), seed=0, max_length=128, progress=False)
+        unlearn(
+            m,
+            tok,
+            forget,
+            retain,
+            UnlearnConfig(method=method, lr=1e-3, epochs=1, batch_size=64, alpha=2.0, settings=settings),
+            seed=0,
+            max_length=128,
+            progress=False,
+        )
         results.append({n: p.detach().clone() for n, p in m.named_parameters()})
     for n in results[0]:
         torch.testing.assert_close(results[0][n], results[1][n], rtol=1e-5, atol=1e-7)

@@ -33,9 +33,16 @@ def corpus(tmp_path_factory):
 
 def nll(model, tok, texts):
     with torch.no_grad():
-        return token_nll(model(**{k: v for k, v in collate(encode_documents(tok, texts, 128), tok.pad_token_id).items()
-                                  if k != "labels"}).logits,
-                         collate(encode_documents(tok, texts, 128), tok.pad_token_id)["labels"]).item()
+        return token_nll(
+            model(
+                **{
+                    k: v
+                    for k, v in collate(encode_documents(tok, texts, 128), tok.pad_token_id).items()
+                    if k != "labels"
+                }
+            ).logits,
+            collate(encode_documents(tok, texts, 128), tok.pad_token_id)["labels"],
+        ).item()
 
 
 def test_training_lowers_loss_and_reports_checks(corpus):
@@ -61,23 +68,42 @@ def test_unlearning_raises_forget_loss(corpus, method):
     model = build_tiny_llama(MICRO, tok, 0)
     forget = muse_format.read_texts(d, "raw", "forget")
     retain = muse_format.read_texts(d, "raw", "retain1")
-    train_until_memorised(model, tok, forget + retain, {}, TrainConfig(lr=3e-3, batch_size=8, warmup_steps=2,
-                          max_epochs=3, check_every=100), seed=0, max_length=128, progress=False)
+    train_until_memorised(
+        model,
+        tok,
+        forget + retain,
+        {},
+        TrainConfig(lr=3e-3, batch_size=8, warmup_steps=2, max_epochs=3, check_every=100),
+        seed=0,
+        max_length=128,
+        progress=False,
+    )
     before = nll(model, tok, forget)
     settings = {"beta": 0.1} if METHODS.get(method).family == "npo" else {}
-    hist = unlearn(model, tok, forget, retain, UnlearnConfig(method=method, lr=1e-3, epochs=3, batch_size=8,
-                   settings=settings), seed=0, max_length=128, progress=False)
+    hist = unlearn(
+        model,
+        tok,
+        forget,
+        retain,
+        UnlearnConfig(method=method, lr=1e-3, epochs=3, batch_size=8, settings=settings),
+        seed=0,
+        max_length=128,
+        progress=False,
+    )
     assert hist["steps"] == 3 * -(-hist["n_forget_chunks"] // 8)
     assert nll(model, tok, forget) > before
     assert (hist["n_retain_chunks"] > 0) == method.endswith(("gdr", "klr"))
 
 
-@pytest.mark.parametrize("method,settings,match", [
-    ("npo_gdr", {"beta": 0.0}, r"unlearn.methods.npo_gdr.beta: must be > 0"),
-    ("ga_gdr", {"beta": 0.1}, r"unlearn.methods.ga_gdr: unknown key\(s\) 'beta'"),
-    ("ga_gdr_sure", {"level": "neuron"}, r"unlearn.methods.ga_gdr_sure.level: 'neuron' unknown"),
-    ("sure_magic", {}, r"unlearn.method: unknown unlearning method 'sure_magic'"),
-])
+@pytest.mark.parametrize(
+    "method,settings,match",
+    [
+        ("npo_gdr", {"beta": 0.0}, r"unlearn.methods.npo_gdr.beta: must be > 0"),
+        ("ga_gdr", {"beta": 0.1}, r"unlearn.methods.ga_gdr: unknown key\(s\) 'beta'"),
+        ("ga_gdr_sure", {"level": "neuron"}, r"unlearn.methods.ga_gdr_sure.level: 'neuron' unknown"),
+        ("sure_magic", {}, r"unlearn.method: unknown unlearning method 'sure_magic'"),
+    ],
+)
 def test_the_loop_validates_the_method_and_its_settings(method, settings, match):
     with pytest.raises(ConfigError, match=match):
         unlearn(None, None, [], [], UnlearnConfig(method=method, settings=settings), seed=0, max_length=128)
@@ -116,8 +142,14 @@ class ToyHidden(UnlearningMethod):
 
 def test_a_method_registered_elsewhere_runs_through_the_loop_unchanged(corpus, monkeypatch):
     d, tok = corpus
-    spec = MethodSpec(name="toy_hidden", settings=ToySettings, impl=f"{__name__}:ToyHidden", summary="test only",
-                      reference_outputs=("hidden_states",), trains="norms")
+    spec = MethodSpec(
+        name="toy_hidden",
+        settings=ToySettings,
+        impl=f"{__name__}:ToyHidden",
+        summary="test only",
+        reference_outputs=("hidden_states",),
+        trains="norms",
+    )
     monkeypatch.setitem(METHODS._specs, spec.name, spec)
     runtime.seed_everything(0, 1)
     model = build_tiny_llama(MICRO, tok, 0)
@@ -125,8 +157,16 @@ def test_a_method_registered_elsewhere_runs_through_the_loop_unchanged(corpus, m
     forget = muse_format.read_texts(d, "raw", "forget")
     retain = muse_format.read_texts(d, "raw", "retain1")
     TOY_RUNS.clear()
-    hist = unlearn(model, tok, forget, retain, UnlearnConfig(method="toy_hidden", lr=1e-2, epochs=3, batch_size=8,
-                   settings={"shift": 0.5}), seed=0, max_length=128, progress=False)
+    hist = unlearn(
+        model,
+        tok,
+        forget,
+        retain,
+        UnlearnConfig(method="toy_hidden", lr=1e-2, epochs=3, batch_size=8, settings={"shift": 0.5}),
+        seed=0,
+        max_length=128,
+        progress=False,
+    )
     (run,) = TOY_RUNS
     assert run["reference_layers"] == {MICRO.num_layers + 1} and run["retain_batches"] == 0
     assert hist["n_retain_chunks"] == 0 and hist["epochs"][-1]["forget"] < hist["epochs"][0]["forget"]

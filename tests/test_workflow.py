@@ -5,14 +5,15 @@ import subprocess
 import sys
 
 import yaml
-
 from conftest import ROOT
+
 from qunlearn.experiment import Experiment
 
 
 def snakemake(*args, cwd=ROOT, check=True):
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
@@ -50,19 +51,26 @@ def test_dry_run_plans_the_default_grid(default_config):
     extra_sweep_arms = {
         "lr": sum(_n_values(sweeps["lr"]["lrs"], lr_of(m)) for m in sweeps["lr"]["methods"]),
         "epochs": sum(_n_values(sweeps["epochs"]["epochs"], float(unl["epochs"])) for m in sweeps["epochs"]["methods"]),
-        "loss_variant": sum(_n_values(sweeps["loss_variant"]["variants"], unl["loss_variant"])
-                            for m in sweeps["loss_variant"]["methods"]),
+        "loss_variant": sum(
+            _n_values(sweeps["loss_variant"]["variants"], unl["loss_variant"])
+            for m in sweeps["loss_variant"]["methods"]
+        ),
     }
     n_unlearn = grid + len(methods) + n_plain + sum(extra_sweep_arms.values())
     # bases and headline arms at their dataset's schemes (a method's `schemes` narrows its own);
     # grid and sweep arms at their study's
     own = {m: [s for s in schemes if s in (v.get("schemes") or schemes)] for m, v in methods.items()}
-    n_eval = 2 * n_schemes + sum(len(own[m]) for m in methods) + (2 + n_plain) * len(plain_schemes) \
-        + grid * len(unl["alpha_selection"]["schemes"]) \
+    n_eval = (
+        2 * n_schemes
+        + sum(len(own[m]) for m in methods)
+        + (2 + n_plain) * len(plain_schemes)
+        + grid * len(unl["alpha_selection"]["schemes"])
         + sum(n * len(sweeps[s]["schemes"]) for s, n in extra_sweep_arms.items())
+    )
     assert not set(calibrated) & {s for k in sweeps for s in sweeps[k]["schemes"]}
-    quantize = 2 * len(calibrated) + sum(len(set(own[m]) & set(calibrated)) for m in methods) \
-        + (2 + n_plain) * n_cal_plain
+    quantize = (
+        2 * len(calibrated) + sum(len(set(own[m]) & set(calibrated)) for m in methods) + (2 + n_plain) * n_cal_plain
+    )
     analysis = len(methods) + n_plain  # one per headline arm (it writes one JSON per scheme)
     n_select = sum(1 for m in methods.values() if "alphas" in m)  # SURE methods reuse their objective's
     assert jobs == {
@@ -97,11 +105,13 @@ def test_a_methods_schemes_narrow_only_its_headline_arm(default_config):
     head = exp.headline_arm("synth", m).model_id
     assert set(exp.model_schemes("synth", head)) == {"fp32", "rtn4", "gptq"}
     assert set(exp.model_schemes("synth", "target")) == set(default_config["quantize"]["schemes"])
-    assert {s for ds, mid, s in exp.evaluations if mid == exp.headline_arm("synth", "npo_gdr").model_id
-            and ds == "synth"} == set(default_config["quantize"]["schemes"])
+    assert {
+        s for ds, mid, s in exp.evaluations if mid == exp.headline_arm("synth", "npo_gdr").model_id and ds == "synth"
+    } == set(default_config["quantize"]["schemes"])
     sweep = [a for a in exp.study_arms("lr") if a.method == m and a.model_id != head]
-    assert sweep and all(set(exp.model_schemes("synth", a.model_id))
-                         == set(default_config["sweeps"]["lr"]["schemes"]) for a in sweep)
+    assert sweep and all(
+        set(exp.model_schemes("synth", a.model_id)) == set(default_config["sweeps"]["lr"]["schemes"]) for a in sweep
+    )
     assert head in exp.analysis_model_ids("synth")
     assert set(exp.analysis_params("synth", head)) == {"fp32", "rtn4", "gptq"}
     assert set(exp.analysis_inputs("synth", head)) == {"target", "unlearned", "target_gptq", "unlearned_gptq"}
@@ -115,37 +125,56 @@ def test_dry_run_plans_quantize_and_analysis_jobs_for_calibrated_schemes_only(tm
     cfg["report"]["utility_constrained"] = ["ga_gdr"]
     cfg["unlearn"]["alpha_selection"] = {"schemes": ["fp32"]}
     cfg["report"]["quantized_scheme"] = "nf4"
-    cfg["quantize"]["schemes"] = {"fp32": {"quantizer": "none"}, "nf4": {"quantizer": "bnb_nf4"},
-                                  "gptq": {"quantizer": "gptq"}}
+    cfg["quantize"]["schemes"] = {
+        "fp32": {"quantizer": "none"},
+        "nf4": {"quantizer": "bnb_nf4"},
+        "gptq": {"quantizer": "gptq"},
+    }
     cfg["report"]["figure_schemes"] = ["fp32"]
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     out = snakemake("-n", "--forceall", "--configfile", str(path)).stdout
     quant = sorted(set(re.findall(r"output: (results/synth/quant/\S+)", out)))
-    assert quant == ["results/synth/quant/retrain/gptq", "results/synth/quant/target/gptq",
-                     "results/synth/quant/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful/gptq"]
+    assert quant == [
+        "results/synth/quant/retrain/gptq",
+        "results/synth/quant/target/gptq",
+        "results/synth/quant/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful/gptq",
+    ]
     analyses = re.findall(r"input: (.*)\n\s+output: (results/synth/analysis/\S+)", out)
-    assert len(analyses) == 1 and analyses[0][1] == "results/synth/analysis/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful"
+    assert (
+        len(analyses) == 1
+        and analyses[0][1] == "results/synth/analysis/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful"
+    )
     assert analyses[0][0].split(", ") == [
-        "results/synth/models/target", "results/synth/models/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful",
-        "results/synth/quant/target/gptq", "results/synth/quant/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful/gptq"]
+        "results/synth/models/target",
+        "results/synth/models/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful",
+        "results/synth/quant/target/gptq",
+        "results/synth/quant/unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful/gptq",
+    ]
     # the gptq evaluation reads the quantized checkpoint, the nf4 one the model itself
-    assert re.search(r"input: results/synth/quant/target/gptq, results/synth/data\n\s+output: "
-                     r"results/synth/eval/target/gptq.json", out)
-    assert re.search(r"input: results/synth/models/target, results/synth/data\n\s+output: "
-                     r"results/synth/eval/target/nf4.json", out)
+    assert re.search(
+        r"input: results/synth/quant/target/gptq, results/synth/data\n\s+output: "
+        r"results/synth/eval/target/gptq.json",
+        out,
+    )
+    assert re.search(
+        r"input: results/synth/models/target, results/synth/data\n\s+output: "
+        r"results/synth/eval/target/nf4.json",
+        out,
+    )
 
 
 def test_sweeps_plan_exactly_the_arms_the_config_asks_for(tmp_path, default_config):
     cfg = default_config
     del cfg["datasets"]["synth_plain"]
-    cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1, 5]}, "npo_gdr": {"alphas": [1]},
-                                 "ga_gdr_sure": {"lr": 1e-3}}
+    cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1, 5]}, "npo_gdr": {"alphas": [1]}, "ga_gdr_sure": {"lr": 1e-3}}
     cfg["report"]["utility_constrained"] = ["ga_gdr", "npo_gdr"]
     cfg["unlearn"]["alpha_selection"] = {"schemes": ["fp32"]}
-    cfg["sweeps"] = {"lr": {"methods": ["ga_gdr_sure"], "lrs": [3e-5, 1e-3], "schemes": ["rtn4"]},
-                     "epochs": {"methods": ["npo_gdr"], "epochs": [1, 40], "schemes": ["fp32"]},
-                     "loss_variant": {"methods": ["npo_gdr"], "variants": ["paper_code"]}}
+    cfg["sweeps"] = {
+        "lr": {"methods": ["ga_gdr_sure"], "lrs": [3e-5, 1e-3], "schemes": ["rtn4"]},
+        "epochs": {"methods": ["npo_gdr"], "epochs": [1, 40], "schemes": ["fp32"]},
+        "loss_variant": {"methods": ["npo_gdr"], "variants": ["paper_code"]},
+    }
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
     outs = planned_outputs("--configfile", str(path))
@@ -160,11 +189,17 @@ def test_sweeps_plan_exactly_the_arms_the_config_asks_for(tmp_path, default_conf
         arm.format("npo_gdr", "selected", "3e-05", 1, "faithful"),  # epochs (40 is headline)
         arm.format("npo_gdr", "selected", "3e-05", 40, "paper_code"),  # loss variant
     }
-    assert {o for o in outs if "/selection/" in o} == {"results/synth/selection/ga_gdr.json",
-                                                     "results/synth/selection/npo_gdr.json"}
+    assert {o for o in outs if "/selection/" in o} == {
+        "results/synth/selection/ga_gdr.json",
+        "results/synth/selection/npo_gdr.json",
+    }
     evals = {o for o in outs if "/eval/unlearn/" in o}
-    assert "results/synth/eval/" + arm.format("ga_gdr_sure", "selected", "3e-05", 40, "faithful")[
-        len("results/synth/models/"):] + "/rtn4.json" in evals
+    assert (
+        "results/synth/eval/"
+        + arm.format("ga_gdr_sure", "selected", "3e-05", 40, "faithful")[len("results/synth/models/") :]
+        + "/rtn4.json"
+        in evals
+    )
     # sweep arms are evaluated at their sweep's schemes only, grid arms at the selection's
     n_schemes = len(cfg["quantize"]["schemes"])  # headline arms: every scheme
     assert len(evals) == 3 * n_schemes + 2 * 1 + 1 * 1 + 1 * 1 + 1 * 2

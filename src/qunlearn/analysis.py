@@ -31,8 +31,11 @@ _LAYER = re.compile(r"layers\.(\d+)\.")
 
 def linear_weights(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The block Linear weights of a state dict: 2-D ``*.weight`` tensors except embeddings and lm_head."""
-    return {k[: -len(".weight")]: v.float() for k, v in state.items()
-            if k.endswith(".weight") and v.dim() == 2 and "embed" not in k and "lm_head" not in k}
+    return {
+        k[: -len(".weight")]: v.float()
+        for k, v in state.items()
+        if k.endswith(".weight") and v.dim() == 2 and "embed" not in k and "lm_head" not in k
+    }
 
 
 def _load(path: str | Path) -> dict[str, torch.Tensor]:
@@ -78,11 +81,16 @@ class _Acc:
 def _sums(wt, wu, ct, cu, qt, qu) -> dict[str, float]:
     d, qd = wu - wt, (qu - qt)
     return {
-        "dot": float((wt * wu).sum()), "tt": float((wt * wt).sum()), "uu": float((wu * wu).sum()),
-        "dd": float((d * d).sum()), "fp_changed": float((wt != wu).sum()),
+        "dot": float((wt * wu).sum()),
+        "tt": float((wt * wt).sum()),
+        "uu": float((wu * wu).sum()),
+        "dd": float((d * d).sum()),
+        "fp_changed": float((wt != wu).sum()),
         "codes_changed": float((ct != cu).sum()) * wt.numel() / ct.numel(),
         "deq_changed": float((qt != qu).sum()),
-        "qdot": float((qt * qu).sum()), "qtt": float((qt * qt).sum()), "quu": float((qu * qu).sum()),
+        "qdot": float((qt * qu).sum()),
+        "qtt": float((qt * qt).sum()),
+        "quu": float((qu * qu).sum()),
         "qdd": float((qd * qd).sum()),
     }
 
@@ -102,10 +110,12 @@ def summarise(pairs: dict[str, tuple]) -> dict:
         one = _Acc()
         one.add(n, **sums)
         per_linear[name] = one.result()
-    return {"overall": overall.result(),
-            "by_module": {k: v.result() for k, v in sorted(by_module.items())},
-            "by_layer": {k: v.result() for k, v in sorted(by_layer.items(), key=lambda kv: kv[0])},
-            "per_linear": per_linear}
+    return {
+        "overall": overall.result(),
+        "by_module": {k: v.result() for k, v in sorted(by_module.items())},
+        "by_layer": {k: v.result() for k, v in sorted(by_layer.items(), key=lambda kv: kv[0])},
+        "per_linear": per_linear,
+    }
 
 
 def deployed_and_codes(weights: dict[str, torch.Tensor], scheme: Scheme):
@@ -140,8 +150,14 @@ def saved_codes(quant_dir: str | Path) -> tuple[dict, dict]:
     return codes, deq
 
 
-def weight_change(target_dir, unlearned_dir, scheme: Scheme, target_quant=None,
-                  unlearned_quant=None, weights: tuple[dict, dict] | None = None) -> dict:
+def weight_change(
+    target_dir,
+    unlearned_dir,
+    scheme: Scheme,
+    target_quant=None,
+    unlearned_quant=None,
+    weights: tuple[dict, dict] | None = None,
+) -> dict:
     """One scheme's analysis; ``weights`` = preloaded (target, unlearned) Linear weights, if any."""
     if weights is None:
         weights = (linear_weights(_load(target_dir)), linear_weights(_load(unlearned_dir)))

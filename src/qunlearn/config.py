@@ -11,7 +11,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -66,7 +66,7 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
     raise TypeError(f"unsupported config field type {tp!r} at {where}")
 
 
-def from_dict(cls, data: Optional[dict], where: str = "config"):
+def from_dict(cls, data: dict | None, where: str = "config"):
     """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
     if data is None:
         data = {}
@@ -131,8 +131,8 @@ class TokenizerConfig:
     vocab_size: int = 2048  # byte-level BPE trained on the corpus
     # A published tokenizer instead (hub id or local directory), e.g. the Llama-2 tokenizer of the
     # MUSE targets; saved into data/tokenizer with pad = eos. null = train the BPE above.
-    pretrained: Optional[str] = None
-    revision: Optional[str] = None
+    pretrained: str | None = None
+    revision: str | None = None
 
 
 @dataclass
@@ -145,7 +145,7 @@ class ReleaseConfig:
     ``snap_bits`` null: released exactly as trained.
     """
 
-    snap_bits: Optional[int] = None
+    snap_bits: int | None = None
     snap_group_size: int = 128
     snap_lm_head: bool = False
 
@@ -159,21 +159,21 @@ class MuseConfig:
     """The MUSE benchmark read with ``datasets.load_dataset`` (see data/muse.py)."""
 
     hub_id: str = "muse-bench/MUSE-News"  # or muse-bench/MUSE-Books
-    revision: Optional[str] = None
+    revision: str | None = None
     # A local copy instead of the hub: a directory holding <config>/<split>.json[l] (or .parquet)
     # files in the hub schema, read through the same load_dataset code path.
-    local_dir: Optional[str] = None
-    cache_dir: Optional[str] = None  # datasets cache (default: HF_DATASETS_CACHE / ~/.cache)
-    max_items: Optional[int] = None  # keep only the first N records of every split (smoke tests)
+    local_dir: str | None = None
+    cache_dir: str | None = None  # datasets cache (default: HF_DATASETS_CACHE / ~/.cache)
+    max_items: int | None = None  # keep only the first N records of every split (smoke tests)
 
 
 @dataclass
 class PretrainedModelConfig:
     """One base model taken as published: a hub id (+ revision) or a local directory."""
 
-    hub_id: Optional[str] = None
-    path: Optional[str] = None
-    revision: Optional[str] = None
+    hub_id: str | None = None
+    path: str | None = None
+    revision: str | None = None
 
     def validate(self, where: str) -> None:
         if (self.hub_id is None) == (self.path is None):
@@ -184,8 +184,8 @@ class PretrainedModelConfig:
 class PretrainedConfig:
     """Bases (target, retrain) taken from the hub or a local path instead of being trained."""
 
-    target: Optional[PretrainedModelConfig] = None
-    retrain: Optional[PretrainedModelConfig] = None
+    target: PretrainedModelConfig | None = None
+    retrain: PretrainedModelConfig | None = None
     dtype: str = "bfloat16"  # weights as stored in results/ and used by unlearn/evaluate
     trust_remote_code: bool = False  # never on unless set here explicitly
     n_params: float = 6.74e9  # model size, used only to size cluster resources (resources.py)
@@ -200,13 +200,13 @@ class DatasetConfig:
     # metadata "data": the settings the data stage depends on (its params; docs "Rerun semantics")
     source: str = field(default="synthetic", metadata={"data": True})  # synthetic | muse | reuse
     synthetic: SyntheticCorpusConfig = field(default_factory=SyntheticCorpusConfig, metadata={"data": True})
-    muse: Optional[MuseConfig] = field(default=None, metadata={"data": True})  # source: muse
-    pretrained: Optional[PretrainedConfig] = None  # bases not trained here (null = train both)
+    muse: MuseConfig | None = field(default=None, metadata={"data": True})  # source: muse
+    pretrained: PretrainedConfig | None = None  # bases not trained here (null = train both)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig, metadata={"data": True})
-    reuse: Optional[str] = None  # source: reuse -> name of the dataset whose data + training we share
+    reuse: str | None = None  # source: reuse -> name of the dataset whose data + training we share
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
-    methods: Optional[list[str]] = None  # unlearning methods run on this dataset (null = all)
-    schemes: Optional[list[str]] = None  # quantization schemes evaluated on this dataset (null = all)
+    methods: list[str] | None = None  # unlearning methods run on this dataset (null = all)
+    schemes: list[str] | None = None  # quantization schemes evaluated on this dataset (null = all)
 
     def validate(self, where: str) -> None:
         if self.source not in ("synthetic", "muse", "reuse"):
@@ -257,7 +257,7 @@ class UnlearnConfig:
     batch_size: int = 32
     loss_variant: str = "faithful"  # faithful | paper_code (NPO/KL on raw logits, as the release did)
     weight_decay: float = 0.0
-    max_grad_norm: Optional[float] = None
+    max_grad_norm: float | None = None
     # Memory (docs "Real scale"): optimizer adamw | adamw_8bit (bitsandbytes) | adafactor;
     # where the frozen reference lives: same (the model's device), cpu, or cuda:N.
     optimizer: str = "adamw"
@@ -269,7 +269,9 @@ class UnlearnConfig:
 
     def validate(self, where: str) -> None:
         if self.loss_variant not in LOSS_VARIANTS:
-            raise ConfigError(f"{where}.loss_variant: {self.loss_variant!r} unknown; use one of {', '.join(LOSS_VARIANTS)}")
+            raise ConfigError(
+                f"{where}.loss_variant: {self.loss_variant!r} unknown; use one of {', '.join(LOSS_VARIANTS)}"
+            )
         if self.lr <= 0:
             raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
         if self.epochs < 1 or self.batch_size < 1:
@@ -288,11 +290,22 @@ def _unlearn_section_fields():
     """The unlearn section: every UnlearnConfig field but the per-job ones (their defaults apply to
     every arm; lr, epochs and loss_variant are the arms' defaults), the methods and the selection
     rule. Derived from UnlearnConfig, so a new training setting cannot be dropped from jobs' params."""
-    shared = [(f.name, f.type, field(default=f.default) if f.default is not dataclasses.MISSING
-               else field(default_factory=f.default_factory))
-              for f in dataclasses.fields(UnlearnConfig) if f.name not in UnlearnConfig.JOB_ONLY]
-    return [*shared, ("methods", dict[str, Any], field(default_factory=dict)),
-            ("alpha_selection", AlphaSelectionConfig, field(default_factory=AlphaSelectionConfig))]
+    shared = [
+        (
+            f.name,
+            f.type,
+            field(default=f.default)
+            if f.default is not dataclasses.MISSING
+            else field(default_factory=f.default_factory),
+        )
+        for f in dataclasses.fields(UnlearnConfig)
+        if f.name not in UnlearnConfig.JOB_ONLY
+    ]
+    return [
+        *shared,
+        ("methods", dict[str, Any], field(default_factory=dict)),
+        ("alpha_selection", AlphaSelectionConfig, field(default_factory=AlphaSelectionConfig)),
+    ]
 
 
 MOVED_UNLEARN_KEYS = {"npo_beta": "beta", "sure_percentile": "percentile", "sure_level": "level"}
@@ -324,9 +337,7 @@ class EvalConfig(GenerationConfig):
 class ReportConfig:
     full_precision_scheme: str = field(default="fp32", metadata={"figures": True})
     privleak_reference_scheme: str = "fp32"
-    utility_constrained: list[str] = field(
-        default_factory=lambda: ["ga_gdr", "ga_klr", "npo_gdr", "npo_klr"]
-    )
+    utility_constrained: list[str] = field(default_factory=lambda: ["ga_gdr", "ga_klr", "npo_gdr", "npo_klr"])
     # metadata: "figure_only" settings change only how figures look (rule figures, not aggregate);
     # "figures" settings are read by both (figure_schemes also orders the tables' scheme columns)
     figure_schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn8", "rtn4"], metadata={"figures": True})
@@ -361,7 +372,7 @@ class LrSweepConfig:
     methods: list[str] = field(default_factory=list)
     lrs: list[float] = field(default_factory=list)
     schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn4"])
-    datasets: Optional[list[str]] = None  # null = every dataset that is not `source: reuse`
+    datasets: list[str] | None = None  # null = every dataset that is not `source: reuse`
 
 
 @dataclass
@@ -371,7 +382,7 @@ class EpochSweepConfig:
     methods: list[str] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)
     schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn4"])
-    datasets: Optional[list[str]] = None
+    datasets: list[str] | None = None
 
 
 @dataclass
@@ -381,7 +392,7 @@ class LossVariantSweepConfig:
     methods: list[str] = field(default_factory=list)
     variants: list[str] = field(default_factory=lambda: ["faithful", "paper_code"])
     schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn4"])
-    datasets: Optional[list[str]] = None
+    datasets: list[str] | None = None
 
     def validate(self, where: str) -> None:
         for v in self.variants:
@@ -391,9 +402,9 @@ class LossVariantSweepConfig:
 
 @dataclass
 class SweepsConfig:
-    lr: Optional[LrSweepConfig] = None
-    epochs: Optional[EpochSweepConfig] = None
-    loss_variant: Optional[LossVariantSweepConfig] = None
+    lr: LrSweepConfig | None = None
+    epochs: EpochSweepConfig | None = None
+    loss_variant: LossVariantSweepConfig | None = None
 
 
 @dataclass
@@ -406,8 +417,12 @@ class ComputeConfig:
 
 
 UnlearnSection = dataclasses.make_dataclass(
-    "UnlearnSection", _unlearn_section_fields(),
-    namespace={"SHARED": tuple(f.name for f in dataclasses.fields(UnlearnConfig) if f.name not in UnlearnConfig.JOB_ONLY),
-               "validate": _validate_unlearn_section,
-               "__doc__": "The ``unlearn`` section (see _unlearn_section_fields)."})
+    "UnlearnSection",
+    _unlearn_section_fields(),
+    namespace={
+        "SHARED": tuple(f.name for f in dataclasses.fields(UnlearnConfig) if f.name not in UnlearnConfig.JOB_ONLY),
+        "validate": _validate_unlearn_section,
+        "__doc__": "The ``unlearn`` section (see _unlearn_section_fields).",
+    },
+)
 UnlearnSection.__module__ = __name__  # its annotations are resolved in this module (typing.get_type_hints)

@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 from functools import cached_property
-from typing import Any, Optional
+from typing import Any
 
 from . import paths
 from .config import (
+    MOVED_UNLEARN_KEYS,
     AlphaSelectionConfig,
     ComputeConfig,
     ConfigError,
     DatasetConfig,
     EvalConfig,
-    MOVED_UNLEARN_KEYS,
     GenerationConfig,
     ModelConfig,
     PretrainedConfig,
@@ -62,7 +62,8 @@ class Experiment:
         if not raw_datasets:
             raise ConfigError("datasets: at least one dataset")
         self.datasets: dict[str, DatasetConfig] = {
-            name: from_dict(DatasetConfig, ds, f"datasets.{name}") for name, ds in raw_datasets.items()}
+            name: from_dict(DatasetConfig, ds, f"datasets.{name}") for name, ds in raw_datasets.items()
+        }
         self.model: ModelConfig = from_dict(ModelConfig, config.get("model"), "model")
         self.train: TrainConfig = from_dict(TrainConfig, config.get("train"), "train")
         self.evaluate: EvalConfig = from_dict(EvalConfig, config.get("evaluate"), "evaluate")
@@ -70,8 +71,10 @@ class Experiment:
         self.compute: ComputeConfig = from_dict(ComputeConfig, config.get("compute"), "compute")
         for old, new in MOVED_UNLEARN_KEYS.items():
             if old in (config.get("unlearn") or {}):
-                raise ConfigError(f"unlearn.{old}: now a setting of each method that has it, "
-                                  f"unlearn.methods.<method>.{new} (docs: Configuration reference)")
+                raise ConfigError(
+                    f"unlearn.{old}: now a setting of each method that has it, "
+                    f"unlearn.methods.<method>.{new} (docs: Configuration reference)"
+                )
         self.unlearn: UnlearnSection = from_dict(UnlearnSection, config.get("unlearn"), "unlearn")
         self.sweeps: SweepsConfig = from_dict(SweepsConfig, config.get("sweeps"), "sweeps")
         raw_schemes = (config.get("quantize") or {}).get("schemes") or {}
@@ -81,9 +84,11 @@ class Experiment:
         if not self.unlearn.methods:
             raise ConfigError("unlearn.methods: at least one method")
         self.method_specs: dict[str, MethodSpec] = {
-            m: METHODS.get(m, f"unlearn.methods.{m}") for m in self.unlearn.methods}
+            m: METHODS.get(m, f"unlearn.methods.{m}") for m in self.unlearn.methods
+        }
         self.method_settings: dict[str, Any] = {
-            m: spec.resolve(self.unlearn.methods[m], f"unlearn.methods.{m}") for m, spec in self.method_specs.items()}
+            m: spec.resolve(self.unlearn.methods[m], f"unlearn.methods.{m}") for m, spec in self.method_specs.items()
+        }
         self._check()
 
     # ---- checks across sections (the JSON schema and the dataclasses check each section) -------------
@@ -95,8 +100,10 @@ class Experiment:
                 if self.datasets[ds.reuse].source == "reuse":
                     raise ConfigError(f"datasets.{name}.reuse: {ds.reuse!r} itself reuses another dataset")
                 if ds.pretrained is not None:
-                    raise ConfigError(f"datasets.{name}.pretrained: a reuse dataset takes the models of "
-                                      f"{ds.reuse!r}; configure pretrained there")
+                    raise ConfigError(
+                        f"datasets.{name}.pretrained: a reuse dataset takes the models of "
+                        f"{ds.reuse!r}; configure pretrained there"
+                    )
             for m in ds.methods or []:
                 self._known_method(m, f"datasets.{name}.methods")
             self._check_scheme_subset(f"datasets.{name}.schemes", ds.schemes)
@@ -127,15 +134,18 @@ class Experiment:
 
     def _known_method(self, m: str, where: str) -> None:
         if m not in self.unlearn.methods:
-            raise ConfigError(f"{where}: {m!r} is not configured under unlearn.methods "
-                              f"(configured: {', '.join(self.unlearn.methods)})")
+            raise ConfigError(
+                f"{where}: {m!r} is not configured under unlearn.methods "
+                f"(configured: {', '.join(self.unlearn.methods)})"
+            )
 
     def _known_scheme(self, s: str, where: str) -> None:
         if s not in self.schemes:
-            raise ConfigError(f"{where}: {s!r} is not a scheme under quantize.schemes "
-                              f"(configured: {', '.join(self.schemes)})")
+            raise ConfigError(
+                f"{where}: {s!r} is not a scheme under quantize.schemes (configured: {', '.join(self.schemes)})"
+            )
 
-    def _check_scheme_subset(self, where: str, subset: Optional[list[str]]) -> None:
+    def _check_scheme_subset(self, where: str, subset: list[str] | None) -> None:
         """A scheme list that narrows quantize.schemes (null = all): known names, and the report's
         full-precision and PrivLeak reference schemes among them."""
         if subset is None:
@@ -155,10 +165,10 @@ class Experiment:
     def owned_datasets(self) -> list[str]:
         return [d for d in self.datasets if self.owner(d) == d]
 
-    def pretrained_base(self, dataset: str, base: str) -> Optional[dict]:
+    def pretrained_base(self, dataset: str, base: str) -> dict | None:
         """{hub_id|path, revision, dtype, trust_remote_code} when ``base`` of ``dataset`` (its owner's)
         is taken as published, else None (the base is trained)."""
-        pre: Optional[PretrainedConfig] = self.datasets[self.owner(dataset)].pretrained
+        pre: PretrainedConfig | None = self.datasets[self.owner(dataset)].pretrained
         if pre is None or getattr(pre, base) is None:
             return None
         return {**to_dict(getattr(pre, base)), "dtype": pre.dtype, "trust_remote_code": pre.trust_remote_code}
@@ -195,8 +205,10 @@ class Experiment:
         if self.method_settings[method].alphas is None:
             objective = self.method_specs[method].objective
             if objective is None or objective == method or objective not in self.unlearn.methods:
-                raise ConfigError(f"unlearn.methods.{method}.alphas: required (no configured objective to take "
-                                  "the selected alpha from)")
+                raise ConfigError(
+                    f"unlearn.methods.{method}.alphas: required (no configured objective to take "
+                    "the selected alpha from)"
+                )
             return self.selection_source(owner, objective)
         return owner, method
 
@@ -204,7 +216,7 @@ class Experiment:
         """The alpha selection an arm of (dataset, method) with alpha 'selected' reads."""
         return paths.selection_file(*self.selection_source(dataset, method))
 
-    def alphas(self, method: str) -> Optional[list[float]]:
+    def alphas(self, method: str) -> list[float] | None:
         return self.method_settings[method].alphas
 
     def grid_alphas(self, method: str) -> list[str]:
@@ -219,12 +231,17 @@ class Experiment:
 
     def headline_arm(self, dataset: str, method: str, **override) -> Arm:
         """The arm a method's tables report: the selected alpha at the method's lr, epochs and loss."""
-        arm = Arm(dataset, method, SELECTED, self.method_lr(method), str(self.unlearn.epochs), self.unlearn.loss_variant)
+        arm = Arm(
+            dataset, method, SELECTED, self.method_lr(method), str(self.unlearn.epochs), self.unlearn.loss_variant
+        )
         return arm.replace(**override)
 
-    def headline_arms(self, dataset: Optional[str] = None) -> list[Arm]:
-        return [self.headline_arm(ds, m) for ds in ([dataset] if dataset else list(self.datasets))
-                for m in self.dataset_methods(ds)]
+    def headline_arms(self, dataset: str | None = None) -> list[Arm]:
+        return [
+            self.headline_arm(ds, m)
+            for ds in ([dataset] if dataset else list(self.datasets))
+            for m in self.dataset_methods(ds)
+        ]
 
     def grid_arms(self, dataset: str, method: str) -> list[Arm]:
         """The alpha grid of (dataset, method), run where the selection is made (selection_source)."""
@@ -236,8 +253,11 @@ class Experiment:
         tests/test_e2e.py checks the copy against a fresh run's bytes)."""
         if arm.alpha != SELECTED or self.selection_source(arm.dataset, arm.method) != (arm.dataset, arm.method):
             return []
-        return [t for t in self.grid_arms(arm.dataset, arm.method)
-                if (t.lr, t.epochs, t.loss) == (arm.lr, arm.epochs, arm.loss)]
+        return [
+            t
+            for t in self.grid_arms(arm.dataset, arm.method)
+            if (t.lr, t.epochs, t.loss) == (arm.lr, arm.epochs, arm.loss)
+        ]
 
     def _sweeps(self) -> list[tuple[str, Any]]:
         return [(study, getattr(self.sweeps, study)) for study in SWEEP_COORDINATE if getattr(self.sweeps, study)]
@@ -287,7 +307,7 @@ class Experiment:
             arms |= set(self.study_arms(study))
         return sorted(arms)
 
-    def unlearn_jobs(self, dataset: Optional[str] = None) -> list[Arm]:
+    def unlearn_jobs(self, dataset: str | None = None) -> list[Arm]:
         """Every unlearned model the config asks for (headline, alpha grid, sweeps), each once."""
         return [a for a in self._unlearn_jobs if dataset is None or a.dataset == dataset]
 
@@ -297,8 +317,15 @@ class Experiment:
         at run time, so its params have no alpha."""
         shared = {k: v for k, v in to_dict(self.unlearn).items() if k in UnlearnSection.SHARED}
         alpha = 0.0 if arm.alpha == SELECTED else float(arm.alpha)
-        raw = {**shared, "method": arm.method, "alpha": alpha, "lr": float(arm.lr), "epochs": int(arm.epochs),
-               "loss_variant": arm.loss, "settings": self.method_settings[arm.method].own()}
+        raw = {
+            **shared,
+            "method": arm.method,
+            "alpha": alpha,
+            "lr": float(arm.lr),
+            "epochs": int(arm.epochs),
+            "loss_variant": arm.loss,
+            "settings": self.method_settings[arm.method].own(),
+        }
         resolved = to_dict(from_dict(UnlearnConfig, raw, f"unlearn.methods.{arm.method}"))
         if arm.alpha == SELECTED:
             del resolved["alpha"]
@@ -321,7 +348,9 @@ class Experiment:
         out = set()
         for ds in self.datasets:
             out |= {(ds, base, s) for base in BASES for s in self.dataset_schemes(ds)}
-        out |= {(a.dataset, a.model_id, s) for a in self.headline_arms() for s in self.headline_schemes(a.dataset, a.method)}
+        out |= {
+            (a.dataset, a.model_id, s) for a in self.headline_arms() for s in self.headline_schemes(a.dataset, a.method)
+        }
         for study in STUDIES:
             arms = self.study_arms(study)
             if arms:
@@ -383,15 +412,20 @@ class Experiment:
         if not self.grid_alphas(method):
             return {}
         scheme = self.unlearn.alpha_selection.schemes[0]
-        inputs = {f"alpha_{i}": paths.eval_file(dataset, arm.model_id, scheme)
-                  for i, arm in enumerate(self.grid_arms(dataset, method))}
+        inputs = {
+            f"alpha_{i}": paths.eval_file(dataset, arm.model_id, scheme)
+            for i, arm in enumerate(self.grid_arms(dataset, method))
+        }
         inputs["target"] = paths.eval_file(dataset, "target", scheme)
         return inputs
 
     def selection_map(self) -> dict[str, str]:
-        """"dataset/method" -> the selection file of every arm whose alpha is 'selected'."""
-        return {f"{a.dataset}/{a.method}": self.selection_file(a.dataset, a.method)
-                for a in self.unlearn_jobs() if a.alpha == SELECTED}
+        """ "dataset/method" -> the selection file of every arm whose alpha is 'selected'."""
+        return {
+            f"{a.dataset}/{a.method}": self.selection_file(a.dataset, a.method)
+            for a in self.unlearn_jobs()
+            if a.alpha == SELECTED
+        }
 
     def selection_files(self) -> list[str]:
         return sorted(set(self.selection_map().values()))
@@ -422,7 +456,7 @@ class Experiment:
         """scheme -> {quantizer, nominal_bits, **resolved settings}: what the reports need to know."""
         return {n: {**s.resolved(), "nominal_bits": s.nominal_bits} for n, s in self.schemes.items()}
 
-    def scheme_bits(self) -> dict[str, Optional[int]]:
+    def scheme_bits(self) -> dict[str, int | None]:
         return {n: s.resolved().get("bits") for n, s in self.schemes.items()}
 
     def report_params(self) -> dict:
@@ -430,12 +464,18 @@ class Experiment:
 
     def report_table_params(self) -> dict:
         """The report settings the tables depend on (a figure-only setting reruns only the figures)."""
-        return {f.name: getattr(self.report, f.name) for f in dataclasses.fields(ReportConfig)
-                if not f.metadata.get("figure_only")}
+        return {
+            f.name: getattr(self.report, f.name)
+            for f in dataclasses.fields(ReportConfig)
+            if not f.metadata.get("figure_only")
+        }
 
     def report_figure_params(self) -> dict:
-        return {f.name: getattr(self.report, f.name) for f in dataclasses.fields(ReportConfig)
-                if f.metadata.get("figure_only") or f.metadata.get("figures")}
+        return {
+            f.name: getattr(self.report, f.name)
+            for f in dataclasses.fields(ReportConfig)
+            if f.metadata.get("figure_only") or f.metadata.get("figures")
+        }
 
     def headline_ids(self) -> dict[str, list[str]]:
         # sorted: the order of keys in the config file must not change params (and so rerun the report)
@@ -443,12 +483,15 @@ class Experiment:
 
     def studies_for_report(self) -> dict:
         """What the study tables need: each study's arms and schemes, and the headline arms."""
-        out: dict[str, dict] = {"headline": {"arms": [[a.dataset, a.model_id] for a in sorted(self.headline_arms())],
-                                             "schemes": []}}
+        out: dict[str, dict] = {
+            "headline": {"arms": [[a.dataset, a.model_id] for a in sorted(self.headline_arms())], "schemes": []}
+        }
         for study in STUDIES:
             arms = sorted(self.study_arms(study))
-            out[study] = {"arms": [[a.dataset, a.model_id] for a in arms],
-                          "schemes": self.study_schemes(study) if arms else []}
+            out[study] = {
+                "arms": [[a.dataset, a.model_id] for a in arms],
+                "schemes": self.study_schemes(study) if arms else [],
+            }
         return out
 
     def model_ids(self, dataset: str) -> list[str]:

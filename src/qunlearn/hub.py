@@ -39,24 +39,27 @@ def _source(spec: dict, where: str) -> str:
             raise HubUnavailableError(f"{where}.path: {path} is not a directory")
         if not any(path.glob("*.safetensors")):
             raise HubUnavailableError(
-                f"{where}.path: {path} has no *.safetensors weights (only safetensors checkpoints are loaded)")
+                f"{where}.path: {path} has no *.safetensors weights (only safetensors checkpoints are loaded)"
+            )
         return str(path)
     if not spec.get("hub_id"):
         raise HubUnavailableError(f"{where}: give hub_id or path")
     return spec["hub_id"]
 
 
-def load_pretrained_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False,
-                              where: str = "tokenizer"):
+def load_pretrained_tokenizer(
+    name: str, revision: str | None = None, trust_remote_code: bool = False, where: str = "tokenizer"
+):
     """A published tokenizer with pad = eos (Llama-2 has no pad token) and left padding."""
     from transformers import AutoTokenizer
 
     try:
         tok = AutoTokenizer.from_pretrained(name, revision=revision, trust_remote_code=trust_remote_code)
     except OSError as err:
-        raise HubUnavailableError(f"{where}.pretrained: cannot load tokenizer {name!r} ({err}). "
-                                  + _advice(name, where).replace(".path: DIR (instead of hub_id)",
-                                                                 ".pretrained: DIR")) from None
+        raise HubUnavailableError(
+            f"{where}.pretrained: cannot load tokenizer {name!r} ({err}). "
+            + _advice(name, where).replace(".path: DIR (instead of hub_id)", ".pretrained: DIR")
+        ) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
@@ -81,11 +84,16 @@ def fetch_model(spec: dict, data_dir: str | Path, out_dir: str | Path, where: st
     source = _source(spec, where)
     try:
         model = AutoModelForCausalLM.from_pretrained(
-            source, revision=spec.get("revision"), dtype=dtype, use_safetensors=True,
-            trust_remote_code=bool(spec.get("trust_remote_code", False)))
+            source,
+            revision=spec.get("revision"),
+            dtype=dtype,
+            use_safetensors=True,
+            trust_remote_code=bool(spec.get("trust_remote_code", False)),
+        )
     except OSError as err:
-        raise HubUnavailableError(f"{where}: cannot load {source!r} with safetensors weights ({err}). "
-                                  + _advice(source, where)) from None
+        raise HubUnavailableError(
+            f"{where}: cannot load {source!r} with safetensors weights ({err}). " + _advice(source, where)
+        ) from None
     tok = load_tokenizer(Path(data_dir) / "tokenizer")
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tok.pad_token_id
@@ -97,7 +105,10 @@ def fetch_model(spec: dict, data_dir: str | Path, out_dir: str | Path, where: st
         meta = runtime.build_meta(
             "fetch_model",
             {k: spec.get(k) for k in ("hub_id", "path", "revision", "dtype", "trust_remote_code")},
-            None, inputs, started,
-            {"n_parameters": count_parameters(model), "model_type": model.config.model_type})
+            None,
+            inputs,
+            started,
+            {"n_parameters": count_parameters(model), "model_type": model.config.model_type},
+        )
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -26,8 +25,9 @@ def make_optimizer(params, name: str, lr: float, weight_decay: float):
         from transformers.optimization import Adafactor
 
         # a constant lr as the paper's AdamW (no relative step, no warmup)
-        return Adafactor(params, lr=lr, weight_decay=weight_decay, scale_parameter=False,
-                         relative_step=False, warmup_init=False)
+        return Adafactor(
+            params, lr=lr, weight_decay=weight_decay, scale_parameter=False, relative_step=False, warmup_init=False
+        )
     raise ValueError(f"unlearn.optimizer: {name!r} unknown; use adamw, adamw_8bit or adafactor")
 
 
@@ -37,7 +37,7 @@ class ReferenceOutput:
     then every layer, as transformers gives them) only when asked with ``output_hidden_states``."""
 
     logits: torch.Tensor
-    hidden_states: Optional[tuple[torch.Tensor, ...]] = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
 
 
 class OffloadedReference(torch.nn.Module):
@@ -51,11 +51,15 @@ class OffloadedReference(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, input_ids, attention_mask=None, **kw):
-        out = self.model(input_ids=input_ids.to(self.device),
-                         attention_mask=None if attention_mask is None else attention_mask.to(self.device), **kw)
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=None if attention_mask is None else attention_mask.to(self.device),
+            **kw,
+        )
         hidden = out.hidden_states
-        return ReferenceOutput(out.logits.to(self.home),
-                               None if hidden is None else tuple(h.to(self.home) for h in hidden))
+        return ReferenceOutput(
+            out.logits.to(self.home), None if hidden is None else tuple(h.to(self.home) for h in hidden)
+        )
 
 
 def frozen_reference(model, device_spec: str = "same"):
@@ -63,8 +67,10 @@ def frozen_reference(model, device_spec: str = "same"):
     home = next(model.parameters()).device
     target = home if device_spec == "same" else torch.device(device_spec)
     if target.type == "cuda" and (not torch.cuda.is_available() or target.index >= torch.cuda.device_count()):
-        raise RuntimeError(f"unlearn.reference_device: {device_spec} requested but "
-                           f"{torch.cuda.device_count()} CUDA device(s) are visible")
+        raise RuntimeError(
+            f"unlearn.reference_device: {device_spec} requested but "
+            f"{torch.cuda.device_count()} CUDA device(s) are visible"
+        )
     ref = copy.deepcopy(model).to(target).eval()
     for p in ref.parameters():
         p.requires_grad_(False)

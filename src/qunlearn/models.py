@@ -38,8 +38,7 @@ def build_tiny_llama(cfg: ModelConfig, tokenizer, seed: int):
     return LlamaForCausalLM(config)
 
 
-def load_model(path: str | Path, device: torch.device | None = None, dtype="auto",
-               trust_remote_code: bool = False):
+def load_model(path: str | Path, device: torch.device | None = None, dtype="auto", trust_remote_code: bool = False):
     """Load a causal LM from a directory written by ``save_pretrained`` (safetensors required).
 
     ``dtype="auto"``: as stored (our tiny models are float32; published bases are fetched in the
@@ -50,9 +49,7 @@ def load_model(path: str | Path, device: torch.device | None = None, dtype="auto
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: model directory missing")
     if not any(path.glob("*.safetensors")):
-        raise FileNotFoundError(
-            f"{path}: no *.safetensors weights (only safetensors checkpoints are loaded)"
-        )
+        raise FileNotFoundError(f"{path}: no *.safetensors weights (only safetensors checkpoints are loaded)")
     model = AutoModelForCausalLM.from_pretrained(
         str(path), dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
     )

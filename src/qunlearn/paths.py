@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Optional
 
 RESULTS = "results"
 BASES = ("target", "retrain")
@@ -80,7 +79,7 @@ class Arm:
     def selected(self) -> bool:
         return self.alpha == SELECTED
 
-    def replace(self, **fields) -> "Arm":
+    def replace(self, **fields) -> Arm:
         return Arm(**{**self.__dict__, **fields})
 
 
@@ -89,7 +88,7 @@ def external_id(name: str) -> str:
     return f"external/{name}"
 
 
-def derived_id(parent: str, transform: str, settings: Optional[dict[str, str]] = None) -> str:
+def derived_id(parent: str, transform: str, settings: dict[str, str] | None = None) -> str:
     """The id of ``transform`` (with its id-relevant settings, as text) applied to ``parent``."""
     parse_model_id(parent)  # a valid id
     _check_segment(transform, "transform name")
@@ -124,7 +123,7 @@ class ModelIdParts:
     parent: str = ""
 
     @property
-    def root(self) -> "ModelIdParts":
+    def root(self) -> ModelIdParts:
         """The base, arm or external model at the bottom of a chain of derivations."""
         return parse_model_id(self.parent).root if self.kind == "derived" else self
 
@@ -137,9 +136,11 @@ class ModelIdParts:
 def parse_model_id(model_id: str) -> ModelIdParts:
     """Inverse of the id formatters; a string outside the grammar is a ValueError naming it."""
     if not _MODEL_ID.match(model_id):
-        raise ValueError(f"{model_id!r}: not a model id (target | retrain | "
-                         "unlearn/<method>/alpha~A/lr~L/epochs~E/loss~V | external/<name> | "
-                         "derived/<transform>/<key>~<value>.../of/<model id>)")
+        raise ValueError(
+            f"{model_id!r}: not a model id (target | retrain | "
+            "unlearn/<method>/alpha~A/lr~L/epochs~E/loss~V | external/<name> | "
+            "derived/<transform>/<key>~<value>.../of/<model id>)"
+        )
     parts = model_id.split("/")
     if model_id in BASES:
         return ModelIdParts("base", model_id, base=model_id)
@@ -150,7 +151,7 @@ def parse_model_id(model_id: str) -> ModelIdParts:
         return ModelIdParts("external", model_id, name=parts[1])
     i = parts.index("of")
     settings = tuple(tuple(p.split("~", 1)) for p in parts[2:i])
-    return ModelIdParts("derived", model_id, transform=parts[1], settings=settings, parent="/".join(parts[i + 1:]))
+    return ModelIdParts("derived", model_id, transform=parts[1], settings=settings, parent="/".join(parts[i + 1 :]))
 
 
 # --- output paths ----------------------------------------------------------------------------------

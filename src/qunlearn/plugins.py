@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Optional
+from typing import Any
 
 from .config import ConfigError, from_dict, to_dict
 
@@ -29,7 +30,7 @@ class PluginSpec:
     summary: str  # one line for the configuration reference
     source: str = ""  # where the method/quantizer/metric comes from (docs)
 
-    def resolve(self, raw: Optional[dict], where: str):
+    def resolve(self, raw: dict | None, where: str):
         """The settings dataclass from a config mapping (unknown keys and bad values name ``where``)."""
         return from_dict(self.settings, raw, where)
 
@@ -44,8 +45,11 @@ class PluginSpec:
         """(key, type, default) of every setting, for the configuration reference."""
         out = []
         for f in dataclasses.fields(self.settings):
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            default = (
+                f.default
+                if f.default is not dataclasses.MISSING
+                else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+            )
             out.append((f.name, str(f.type), default))
         return out
 
@@ -68,7 +72,7 @@ class MethodSpec(PluginSpec):
     reference_outputs: tuple[str, ...] = ()
     needs_retain: bool = False
     trains: str = "all parameters"
-    objective: Optional[str] = None
+    objective: str | None = None
     saliency_masked: bool = False
     family: str = ""
 
@@ -84,7 +88,7 @@ class QuantizerSpec(PluginSpec):
     settings' ``bits``)."""
 
     calibrated: bool = False
-    nominal_bits: Optional[int] = None
+    nominal_bits: int | None = None
 
     def bits(self, settings) -> int:
         return int(self.nominal_bits if self.nominal_bits is not None else settings.bits)
@@ -102,7 +106,7 @@ class MetricSpec(PluginSpec):
     scale: float = 100.0  # reported x100 (MUSE convention)
     retention: bool = False
     utility: bool = False
-    relative_to: Optional[str] = None
+    relative_to: str | None = None
     order: int = 0  # position in Table 1
 
 
@@ -163,10 +167,10 @@ class MethodSettings:
 
     # With two or more alphas the grid is run and unlearn.alpha_selection picks one; with one alpha
     # that one is used; null = inherit the selection of the spec's ``objective``.
-    alphas: Optional[list[float]] = None
-    lr: Optional[float] = None  # null = unlearn.lr
+    alphas: list[float] | None = None
+    lr: float | None = None  # null = unlearn.lr
     # the schemes its headline arms are evaluated at, within the dataset's (null = all of them)
-    schemes: Optional[list[str]] = None
+    schemes: list[str] | None = None
 
     PLANNING = ("alphas", "lr", "schemes")
 
@@ -190,8 +194,18 @@ def no_settings() -> type:
     return dataclasses.make_dataclass("NoSettings", [])
 
 
-__all__ = ["PluginSpec", "MethodSpec", "QuantizerSpec", "MetricSpec", "Registry", "METHODS", "QUANTIZERS",
-           "METRICS", "MethodSettings", "field"]
+__all__ = [
+    "PluginSpec",
+    "MethodSpec",
+    "QuantizerSpec",
+    "MetricSpec",
+    "Registry",
+    "METHODS",
+    "QUANTIZERS",
+    "METRICS",
+    "MethodSettings",
+    "field",
+]
 
 
 @dataclass(frozen=True)
@@ -205,7 +219,7 @@ class Scheme:
     settings: Any
 
     @classmethod
-    def from_config(cls, name: str, raw: Optional[dict]) -> "Scheme":
+    def from_config(cls, name: str, raw: dict | None) -> Scheme:
         where = f"quantize.schemes.{name}"
         if not isinstance(raw, dict):
             raise ConfigError(f"{where}: expected a mapping with a 'quantizer' key, got {raw!r}")
@@ -217,7 +231,7 @@ class Scheme:
         return cls(name, spec, spec.resolve(rest, where))
 
     @classmethod
-    def from_resolved(cls, name: str, resolved: dict) -> "Scheme":
+    def from_resolved(cls, name: str, resolved: dict) -> Scheme:
         """From a job's params (the output of :meth:`resolved`)."""
         return cls.from_config(name, resolved)
 

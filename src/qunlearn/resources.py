@@ -23,7 +23,6 @@ one or two 80 GB GPUs.
 from __future__ import annotations
 
 import math
-
 from typing import TYPE_CHECKING
 
 from .config import ModelConfig, from_dict
@@ -45,7 +44,7 @@ def tiny_llama_params(model: dict | None, vocab_size: int) -> int:
     return n * per_layer + embeddings + h
 
 
-def model_size(exp: "Experiment", dataset: str) -> tuple[float, int]:
+def model_size(exp: Experiment, dataset: str) -> tuple[float, int]:
     """(number of parameters, bytes per parameter) of the models of ``dataset``."""
     ds = exp.datasets[exp.owner(dataset)]
     pre = ds.pretrained
@@ -54,9 +53,14 @@ def model_size(exp: "Experiment", dataset: str) -> tuple[float, int]:
     return float(tiny_llama_params(exp.config.get("model"), ds.tokenizer.vocab_size)), 4
 
 
-def memory_plan(n_params: float, bytes_per_param: int, optimizer: str = "adamw",
-                reference: bool = False, reference_device: str = "same",
-                activations_gb: float | None = None) -> dict:
+def memory_plan(
+    n_params: float,
+    bytes_per_param: int,
+    optimizer: str = "adamw",
+    reference: bool = False,
+    reference_device: str = "same",
+    activations_gb: float | None = None,
+) -> dict:
     """GB per device for training/unlearning one model (see the module docstring)."""
     w = n_params * bytes_per_param / GB
     opt = {"adamw": 2 * w, "adamw_8bit": 2 * n_params / GB, "adafactor": 0.02 * w}[optimizer]
@@ -70,8 +74,9 @@ def memory_plan(n_params: float, bytes_per_param: int, optimizer: str = "adamw",
     return {k: round(v, 3) for k, v in plan_gb.items()}
 
 
-def rule_resources(exp: "Experiment", rule: str, dataset: str, method: str | None = None,
-                   epochs: int | str | None = None) -> dict:
+def rule_resources(
+    exp: Experiment, rule: str, dataset: str, method: str | None = None, epochs: int | str | None = None
+) -> dict:
     """{gpu, mem_mb, runtime (minutes)} of one job of ``rule`` (a GPU rule) on ``dataset``;
     ``epochs``: an unlearn arm's own epochs (default: unlearn.epochs)."""
     if rule not in GPU_RULES:

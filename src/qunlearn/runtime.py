@@ -16,8 +16,17 @@ from importlib import metadata
 from pathlib import Path
 
 TRACKED_PACKAGES = (
-    "qunlearn", "torch", "transformers", "tokenizers", "safetensors", "datasets", "numpy",
-    "rouge-score", "pandas", "matplotlib", "snakemake",
+    "qunlearn",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "safetensors",
+    "datasets",
+    "numpy",
+    "rouge-score",
+    "pandas",
+    "matplotlib",
+    "snakemake",
 )
 
 
@@ -68,8 +77,9 @@ def hash_path(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def build_meta(stage: str, config: dict, seed: int | None, inputs: dict[str, str | Path],
-               started: float, extra: dict | None = None) -> dict:
+def build_meta(
+    stage: str, config: dict, seed: int | None, inputs: dict[str, str | Path], started: float, extra: dict | None = None
+) -> dict:
     return {
         "stage": stage,
         "config": config,

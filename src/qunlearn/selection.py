@@ -29,8 +29,14 @@ def select_alpha(grid: dict[float, dict], target: dict, min_utility_fraction: fl
     rows = []
     for alpha in sorted(grid):
         s = grid[alpha]
-        rows.append({"alpha": alpha, "forget_retention": forget_retention(s, target),
-                     "utility": s["knowmem_r"], "meets_utility": s["knowmem_r"] >= floor - TOLERANCE})
+        rows.append(
+            {
+                "alpha": alpha,
+                "forget_retention": forget_retention(s, target),
+                "utility": s["knowmem_r"],
+                "meets_utility": s["knowmem_r"] >= floor - TOLERANCE,
+            }
+        )
     ok = [r for r in rows if r["meets_utility"]]
     if ok:
         best = min(ok, key=lambda r: (r["forget_retention"], r["alpha"]))
@@ -39,15 +45,25 @@ def select_alpha(grid: dict[float, dict], target: dict, min_utility_fraction: fl
     return {"alpha": best["alpha"], "constraint_met": bool(ok), "utility_floor": floor, "grid": rows}
 
 
-def select_alpha_stage(grid_evals: dict[str, str], target_eval: str | None, alphas: list[float],
-                       cfg: dict, out_json: str | Path, method: str) -> dict:
+def select_alpha_stage(
+    grid_evals: dict[str, str],
+    target_eval: str | None,
+    alphas: list[float],
+    cfg: dict,
+    out_json: str | Path,
+    method: str,
+) -> dict:
     """Write the selection of one (dataset, method). ``grid_evals``: alpha text -> eval JSON at the
     deciding scheme; with a single configured alpha there is nothing to evaluate."""
     started = time.time()
     scfg = from_dict(AlphaSelectionConfig, cfg, "unlearn.alpha_selection")
     if len(alphas) == 1:
-        result = {"alpha": float(alphas[0]), "constraint_met": None, "grid": [],
-                  "note": "one alpha configured: used as is"}
+        result = {
+            "alpha": float(alphas[0]),
+            "constraint_met": None,
+            "grid": [],
+            "note": "one alpha configured: used as is",
+        }
     else:
         grid = {float(a): runtime.read_json(p)["metrics"] for a, p in grid_evals.items()}
         target = runtime.read_json(target_eval)["metrics"]
@@ -55,9 +71,13 @@ def select_alpha_stage(grid_evals: dict[str, str], target_eval: str | None, alph
     inputs = {f"alpha~{a}": p for a, p in grid_evals.items()}
     if target_eval:
         inputs["target"] = target_eval
-    out = {"method": method, **result,
-           "meta": runtime.build_meta("select_alpha", {"alpha_selection": to_dict(scfg), "alphas": alphas},
-                                      None, inputs, started)}
+    out = {
+        "method": method,
+        **result,
+        "meta": runtime.build_meta(
+            "select_alpha", {"alpha_selection": to_dict(scfg), "alphas": alphas}, None, inputs, started
+        ),
+    }
     runtime.write_json_atomic(out_json, out)
     return out
 

@@ -8,8 +8,10 @@ import shutil
 import time
 from pathlib import Path
 
-from . import registries  # noqa: F401  (fills the plugin registries that Scheme.from_config reads)
-from . import runtime
+from . import (
+    registries,  # noqa: F401  (fills the plugin registries that Scheme.from_config reads)
+    runtime,
+)
 from .config import (
     DatasetConfig,
     EvalConfig,
@@ -47,16 +49,23 @@ def prepare_data(dataset: dict, out_dir: str | Path, name: str = "dataset") -> d
         if cfg.tokenizer.pretrained:  # a published tokenizer (MUSE: the targets' Llama-2 one, pad = eos)
             from .hub import load_pretrained_tokenizer
 
-            tok = load_pretrained_tokenizer(cfg.tokenizer.pretrained, cfg.tokenizer.revision,
-                                            where=f"datasets.{name}.tokenizer")
+            tok = load_pretrained_tokenizer(
+                cfg.tokenizer.pretrained, cfg.tokenizer.revision, where=f"datasets.{name}.tokenizer"
+            )
             tok.save_pretrained(str(tmp / "tokenizer"))
         else:
-            texts = [t for s in ("forget", "retain1", "retain2", "holdout")
-                     for t in muse_format.read_texts(tmp, "raw", s)]
+            texts = [
+                t for s in ("forget", "retain1", "retain2", "holdout") for t in muse_format.read_texts(tmp, "raw", s)
+            ]
             tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, tmp / "tokenizer")
-        meta = runtime.build_meta("prepare_data", {**source_cfg, "tokenizer": to_dict(cfg.tokenizer)},
-                                  cfg.synthetic.seed, {}, started,
-                                  {"counts": counts, "vocab_size": len(tok)})
+        meta = runtime.build_meta(
+            "prepare_data",
+            {**source_cfg, "tokenizer": to_dict(cfg.tokenizer)},
+            cfg.synthetic.seed,
+            {},
+            started,
+            {"counts": counts, "vocab_size": len(tok)},
+        )
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
 
@@ -66,8 +75,17 @@ def _base_texts(data_dir: Path, base: str) -> list[str]:
     return [t for s in splits for t in muse_format.read_texts(data_dir, "raw", s)]
 
 
-def train_base(base: str, data_dir: str | Path, out_dir: str | Path, model_cfg: dict, train_cfg: dict,
-               eval_cfg: dict, seed: int, threads: int | None = None, progress: bool = True) -> dict:
+def train_base(
+    base: str,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    model_cfg: dict,
+    train_cfg: dict,
+    eval_cfg: dict,
+    seed: int,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Train ``base`` ('target': forget + retain1 + retain2; 'retrain': retain only) from scratch."""
     from .data.tokenizer import load_tokenizer
     from .models import build_tiny_llama, count_parameters, pick_device, save_model
@@ -90,13 +108,19 @@ def train_base(base: str, data_dir: str | Path, out_dir: str | Path, model_cfg: 
         qa_sets["forget_qa"] = (read(data_dir, "knowmem", "forget_qa"), read(data_dir, "knowmem", "forget_qa_icl"))
         verbmem_items = read(data_dir, "verbmem", "forget")
     checks = memorisation_checks(tok, qa_sets, verbmem_items, tcfg, ecfg)
-    history = train_until_memorised(model, tok, _base_texts(data_dir, base), checks, tcfg, seed,
-                                    mcfg.max_length, progress)
+    history = train_until_memorised(
+        model, tok, _base_texts(data_dir, base), checks, tcfg, seed, mcfg.max_length, progress
+    )
     with runtime.atomic_dir(out_dir) as tmp:
         save_model(model, tok, tmp)
-        meta = runtime.build_meta(f"train_{base}", {"model": to_dict(mcfg), "train": to_dict(tcfg)},
-                                  seed, {"data": data_dir}, started,
-                                  {"history": history, "n_parameters": count_parameters(model)})
+        meta = runtime.build_meta(
+            f"train_{base}",
+            {"model": to_dict(mcfg), "train": to_dict(tcfg)},
+            seed,
+            {"data": data_dir},
+            started,
+            {"history": history, "n_parameters": count_parameters(model)},
+        )
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
 
@@ -121,15 +145,25 @@ def release(trained_dir: str | Path, out_dir: str | Path, release_cfg: dict | No
             model = load_model(trained_dir, device=torch.device("cpu"))
             snapped = snap_linears(model, cfg.snap_bits, cfg.snap_group_size, cfg.snap_lm_head)
             save_model(model, load_tokenizer(trained_dir), tmp)
-        meta = runtime.build_meta("release", to_dict(cfg), None, {"trained": trained_dir}, started,
-                                  {"snapped_layers": snapped})
+        meta = runtime.build_meta(
+            "release", to_dict(cfg), None, {"trained": trained_dir}, started, {"snapped_layers": snapped}
+        )
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
 
 
-def unlearn_model(base_dir: str | Path, data_dir: str | Path, out_dir: str | Path, unlearn_cfg: dict,
-                  max_length: int, seed: int, threads: int | None = None, progress: bool = True,
-                  selection_json: str | Path | None = None, grid_twins: dict[str, str] | None = None) -> dict:
+def unlearn_model(
+    base_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    unlearn_cfg: dict,
+    max_length: int,
+    seed: int,
+    threads: int | None = None,
+    progress: bool = True,
+    selection_json: str | Path | None = None,
+    grid_twins: dict[str, str] | None = None,
+) -> dict:
     """Unlearn the forget set from ``base_dir``. With ``selection_json`` (an arm whose alpha is
     'selected') the alpha comes from that file and ``unlearn_cfg`` must not set one; if
     ``grid_twins`` (alpha text -> grid arm dir, same config but alpha) holds the selected alpha,
@@ -172,15 +206,30 @@ def _copy_twin(twin: str | Path, out_dir: str | Path, cfg, seed: int, inputs: di
         for f in Path(twin).iterdir():
             if f.name != "meta.json":
                 shutil.copy2(f, tmp / f.name)
-        meta = runtime.build_meta("unlearn", to_dict(cfg), seed, inputs, started,
-                                  {"history": twin_meta.get("history"), "copied_from": str(twin)})
+        meta = runtime.build_meta(
+            "unlearn",
+            to_dict(cfg),
+            seed,
+            inputs,
+            started,
+            {"history": twin_meta.get("history"), "copied_from": str(twin)},
+        )
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
 
 
-def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_json: str | Path, scheme: dict,
-                   eval_cfg: dict, seed: int, threads: int | None = None, scheme_name: str = "scheme",
-                   progress: bool = True, simulate: bool = False) -> dict:
+def evaluate_model(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_json: str | Path,
+    scheme: dict,
+    eval_cfg: dict,
+    seed: int,
+    threads: int | None = None,
+    scheme_name: str = "scheme",
+    progress: bool = True,
+    simulate: bool = False,
+) -> dict:
     """Quantize a model as ``scheme`` says and compute every metric; keeps per-item outputs.
 
     For calibrated schemes (GPTQ, AWQ) ``model_dir`` is the quantize rule's checkpoint, already
@@ -200,8 +249,10 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_json: str | 
     if scfg.calibrated:
         qmeta = runtime.read_json(Path(model_dir) / "meta.json")
         if qmeta.get("config", {}).get("scheme") != scfg.resolved():
-            raise ValueError(f"{model_dir}/meta.json: quantized with {qmeta.get('config', {}).get('scheme')}, "
-                             f"but quantize.schemes.{scheme_name} is {scfg.resolved()}")
+            raise ValueError(
+                f"{model_dir}/meta.json: quantized with {qmeta.get('config', {}).get('scheme')}, "
+                f"but quantize.schemes.{scheme_name} is {scfg.resolved()}"
+            )
         model = load_model(model_dir)
         qinfo = {**qmeta["quantization"], "checkpoint": str(model_dir)}
     elif simulate:
@@ -215,15 +266,27 @@ def evaluate_model(model_dir: str | Path, data_dir: str | Path, out_json: str | 
         "scheme": scheme_name,
         "quantization": qinfo,
         **result,
-        "meta": runtime.build_meta("evaluate", {"scheme": scfg.resolved(), "evaluate": to_dict(ecfg)}, seed,
-                                   {"model": model_dir, "data": data_dir}, started),
+        "meta": runtime.build_meta(
+            "evaluate",
+            {"scheme": scfg.resolved(), "evaluate": to_dict(ecfg)},
+            seed,
+            {"model": model_dir, "data": data_dir},
+            started,
+        ),
     }
     runtime.write_json_atomic(out_json, out)
     return out
 
 
-def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: str | Path, scheme: dict,
-                        seed: int, threads: int | None = None, scheme_name: str = "scheme") -> dict:
+def quantize_checkpoint(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    scheme: dict,
+    seed: int,
+    threads: int | None = None,
+    scheme_name: str = "scheme",
+) -> dict:
     """Calibrate and quantize one model (GPTQ/AWQ); write the dense deployed weights
     (``model.safetensors``, loadable as any checkpoint), the integer codes, scales and zero points
     (``quant_codes.safetensors``), the tokenizer and ``meta.json``."""
@@ -237,8 +300,10 @@ def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: st
     started = time.time()
     scfg = Scheme.from_config(scheme_name, scheme)
     if not scfg.calibrated:
-        raise ValueError(f"quantize.schemes.{scheme_name}: quantizer {scfg.quantizer!r} needs no calibration "
-                         "(it is applied on the fly by evaluate)")
+        raise ValueError(
+            f"quantize.schemes.{scheme_name}: quantizer {scfg.quantizer!r} needs no calibration "
+            "(it is applied on the fly by evaluate)"
+        )
     s = scfg.resolved()
     runtime.seed_everything(s["calibration_seed"], threads)
     import torch
@@ -246,8 +311,9 @@ def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: st
     tok = load_tokenizer(model_dir)
     model = load_model(model_dir, device=torch.device("cpu"))
     split = s["calibration_split"]
-    texts = calibration_texts(muse_format.read_texts(data_dir, "raw", split), s["calibration_samples"],
-                              s["calibration_seed"])
+    texts = calibration_texts(
+        muse_format.read_texts(data_dir, "raw", split), s["calibration_samples"], s["calibration_seed"]
+    )
     t0 = time.time()
     codes, info = implementation(scfg).calibrate(model, tok, texts, scfg)
     info["calibration"]["split"] = f"raw/{split}"
@@ -258,17 +324,28 @@ def quantize_checkpoint(model_dir: str | Path, data_dir: str | Path, out_dir: st
     plain.load_state_dict({k: v.detach().clone() for k, v in model.state_dict().items()}, strict=True)
     with runtime.atomic_dir(out_dir) as tmp:
         save_model(plain, tok, tmp)
-        save_file({f"{name}.{k}": v for name, d in codes.items() for k, v in d.items()},
-                  str(tmp / "quant_codes.safetensors"))
-        meta = runtime.build_meta("quantize", {"scheme": s}, s["calibration_seed"],
-                                  {"model": model_dir, "data": data_dir}, started,
-                                  {"scheme_name": scheme_name, "quantization": info})
+        save_file(
+            {f"{name}.{k}": v for name, d in codes.items() for k, v in d.items()}, str(tmp / "quant_codes.safetensors")
+        )
+        meta = runtime.build_meta(
+            "quantize",
+            {"scheme": s},
+            s["calibration_seed"],
+            {"model": model_dir, "data": data_dir},
+            started,
+            {"scheme_name": scheme_name, "quantization": info},
+        )
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
 
 
-def analyse_weights(target_dir: str | Path, unlearned_dir: str | Path, out_dir: str | Path,
-                    schemes: dict[str, dict], quant_dirs: dict[str, tuple[str, str]] | None = None) -> dict:
+def analyse_weights(
+    target_dir: str | Path,
+    unlearned_dir: str | Path,
+    out_dir: str | Path,
+    schemes: dict[str, dict],
+    quant_dirs: dict[str, tuple[str, str]] | None = None,
+) -> dict:
     """Weight change of one unlearned model against its released target, under every scheme of
     its dataset: writes ``out_dir/<scheme>.json`` (weights loaded once per job)."""
     from .analysis import load_pair, weight_change
@@ -285,8 +362,11 @@ def analyse_weights(target_dir: str | Path, unlearned_dir: str | Path, out_dir: 
             inputs = {"target": target_dir, "unlearned": unlearned_dir}
             if tq is not None:
                 inputs.update(target_quant=tq, unlearned_quant=uq)
-            results[name] = {"scheme": name, "nominal_bits": scfg.nominal_bits, **result,
-                             "meta": runtime.build_meta("analysis", {"scheme": scfg.resolved()}, None, inputs,
-                                                        started)}
+            results[name] = {
+                "scheme": name,
+                "nominal_bits": scfg.nominal_bits,
+                **result,
+                "meta": runtime.build_meta("analysis", {"scheme": scfg.resolved()}, None, inputs, started),
+            }
             runtime.write_json_atomic(tmp / f"{name}.json", results[name])
     return results

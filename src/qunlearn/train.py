@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -26,21 +26,38 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def memorisation_checks(tokenizer, qa_sets: dict[str, tuple[list, list]], verbmem_items: list[dict] | None,
-                        cfg: TrainConfig, eval_cfg: EvalConfig) -> dict[str, tuple[Callable, float]]:
+def memorisation_checks(
+    tokenizer,
+    qa_sets: dict[str, tuple[list, list]],
+    verbmem_items: list[dict] | None,
+    cfg: TrainConfig,
+    eval_cfg: EvalConfig,
+) -> dict[str, tuple[Callable, float]]:
     """{name: (score(model), threshold)}: KnowMem on each trained QA set, VerbMem on trained passages."""
     checks: dict[str, tuple[Callable, float]] = {}
     for name, (qa, icl) in qa_sets.items():
         checks[f"knowmem_{name}"] = (
-            lambda m, qa=qa, icl=icl: knowmem(m, tokenizer, qa, icl, eval_cfg)["score"], cfg.memorised_threshold)
+            lambda m, qa=qa, icl=icl: knowmem(m, tokenizer, qa, icl, eval_cfg)["score"],
+            cfg.memorised_threshold,
+        )
     if verbmem_items:
         checks["verbmem_forget"] = (
-            lambda m: verbmem(m, tokenizer, verbmem_items, eval_cfg)["score"], cfg.verbmem_threshold)
+            lambda m: verbmem(m, tokenizer, verbmem_items, eval_cfg)["score"],
+            cfg.verbmem_threshold,
+        )
     return checks
 
 
-def train_until_memorised(model, tokenizer, texts: list[str], checks: dict[str, tuple[Callable, float]],
-                          cfg: TrainConfig, seed: int, max_length: int, progress: bool = True) -> dict:
+def train_until_memorised(
+    model,
+    tokenizer,
+    texts: list[str],
+    checks: dict[str, tuple[Callable, float]],
+    cfg: TrainConfig,
+    seed: int,
+    max_length: int,
+    progress: bool = True,
+) -> dict:
     """Train on ``texts``; every ``check_every`` epochs evaluate each check and stop once all
     reach their thresholds (then ``extra_epochs`` more). Returns the training history."""
     from tqdm.auto import tqdm
@@ -83,7 +100,11 @@ def train_until_memorised(model, tokenizer, texts: list[str], checks: dict[str, 
     bar.close()
     history["final_loss"] = mean_loss
     if history["memorised_at_epoch"] is None:
-        log.warning("not memorised after %d epochs: %s (thresholds %s)", cfg.max_epochs,
-                    history["checks"][-1], {n: t for n, (_, t) in checks.items()})
+        log.warning(
+            "not memorised after %d epochs: %s (thresholds %s)",
+            cfg.max_epochs,
+            history["checks"][-1],
+            {n: t for n, (_, t) in checks.items()},
+        )
     model.eval()
     return history

@@ -6,18 +6,18 @@ rule analysis:
         unpack(lambda w: EXP.analysis_inputs(w.dataset, w.model_id)),
     output:
         directory(paths.ANALYSIS),
-    params:
-        schemes=lambda w: as_json(EXP.analysis_params(w.dataset, w.model_id)),
-        # order-free
-        calibrated=lambda w: as_json(sorted(EXP.calibrated_schemes(w.dataset, w.model_id))),
-    threads: THREADS
-    resources:
-        mem_mb=2000,
     log:
         paths.log_file("analysis", "{dataset}", "{model_id}"),
     benchmark:
         paths.benchmark_file("analysis", "{dataset}", "{model_id}")
     conda:
         CONDA_ENV
+    threads: THREADS
+    resources:
+        mem_mb=2000,
+    params:
+        schemes=lambda w: as_json(EXP.analysis_params(w.dataset, w.model_id)),
+        # order-free
+        calibrated=lambda w: as_json(sorted(EXP.calibrated_schemes(w.dataset, w.model_id))),
     script:
         f"{SCRIPTS}/analysis.py"

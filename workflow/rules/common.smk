@@ -51,15 +51,20 @@ def arm_of(w):
 # --- report: every table and figure is declared once, in qunlearn.report.catalog (stem, caption,
 # formats, rule, inputs); the report rules take their file lists and captions from it.
 
+
 def paper_outputs():
     return catalog.paper_files()
 
 
 def report_item(item, fmt):
     """A table or figure as a `snakemake --report` item, captioned by its catalog caption file."""
-    return report(item.path(fmt), caption=item.caption_file,
-                  category="3. Tables" if item.kind == "table" else "4. Figures",
-                  subcategory=item.stem, labels={item.kind: item.stem, "format": fmt})
+    return report(
+        item.path(fmt),
+        caption=item.caption_file,
+        category="3. Tables" if item.kind == "table" else "4. Figures",
+        subcategory=item.stem,
+        labels={item.kind: item.stem, "format": fmt},
+    )
 
 
 def rule_outputs(rule):

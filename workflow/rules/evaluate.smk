@@ -12,18 +12,18 @@ rule evaluate:
             subcategory="{scheme}",
             labels={"dataset": "{dataset}", "model": "{model_id}", "scheme": "{scheme}"},
         ),
-    params:
-        scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
-        evaluate=as_json(EXP.evaluate_params()),
-        seed=SEED,
-    threads: THREADS
-    resources:
-        **job_resources("evaluate"),
     log:
         paths.log_file("evaluate", "{dataset}", "{model_id}", "{scheme}"),
     benchmark:
         paths.benchmark_file("evaluate", "{dataset}", "{model_id}", "{scheme}")
     conda:
         CONDA_ENV
+    threads: THREADS
+    resources:
+        **job_resources("evaluate"),
+    params:
+        scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
+        evaluate=as_json(EXP.evaluate_params()),
+        seed=SEED,
     script:
         f"{SCRIPTS}/evaluate.py"

@@ -11,13 +11,13 @@ rule paper_numbers:
         retention=catalog.get("table", "retention").path("csv"),
     output:
         **{k: catalog.PAPER_SOURCES[k] for k in ("macros", "metrics", "plot")},
-    params:
-        scheme_bits=as_json(EXP.scheme_bits()),
-    localrule: True
     log:
         "logs/paper_numbers.log",
+    localrule: True
     conda:
         CONDA_ENV
+    params:
+        scheme_bits=as_json(EXP.scheme_bits()),
     script:
         f"{SCRIPTS}/paper_numbers.py"
 
@@ -26,14 +26,14 @@ rule paper_includes:
     """tables.tex and figures.tex: one \\input per LaTeX table, one figure per PDF figure of the report catalog."""
     output:
         **{k: catalog.PAPER_SOURCES[k] for k in ("tables", "figures")},
+    log:
+        "logs/paper_includes.log",
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         tables=as_json(catalog.files("table")),
         figures=as_json(catalog.captions("figure")),  # a caption edit reruns this
-    localrule: True
-    log:
-        "logs/paper_includes.log",
-    conda:
-        CONDA_ENV
     script:
         f"{SCRIPTS}/paper_includes.py"
 
@@ -45,9 +45,9 @@ rule paper:
         sources=paper_outputs(),
     output:
         "paper/main.pdf",
-    localrule: True
     log:
         "logs/paper.log",
+    localrule: True
     conda:
         CONDA_ENV
     script:

@@ -5,17 +5,17 @@ rule fetch_model:
         data=paths.DATA,
     output:
         directory(paths.PRETRAINED),
-    params:
-        model=lambda w: as_json(EXP.pretrained_base(w.dataset, w.base)),
-    threads: 1
-    resources:
-        mem_mb=fetch_mem_mb,
-        runtime=120,
     log:
         paths.log_file("fetch_model", "{dataset}", "{base}"),
     benchmark:
         paths.benchmark_file("fetch_model", "{dataset}", "{base}")
     conda:
         CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=fetch_mem_mb,
+        runtime=120,
+    params:
+        model=lambda w: as_json(EXP.pretrained_base(w.dataset, w.base)),
     script:
         f"{SCRIPTS}/fetch_model.py"

@@ -6,19 +6,19 @@ rule quantize:
         data=lambda w: EXP.data_dir(w.dataset),
     output:
         directory(paths.QUANT),
-    params:
-        scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
-        seed=SEED,
-    wildcard_constraints:
-        scheme=_alt(EXP.calibrated_scheme_names()),
-    threads: THREADS
-    resources:
-        **job_resources("quantize"),
     log:
         paths.log_file("quantize", "{dataset}", "{model_id}", "{scheme}"),
     benchmark:
         paths.benchmark_file("quantize", "{dataset}", "{model_id}", "{scheme}")
+    wildcard_constraints:
+        scheme=_alt(EXP.calibrated_scheme_names()),
     conda:
         CONDA_ENV
+    threads: THREADS
+    resources:
+        **job_resources("quantize"),
+    params:
+        scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
+        seed=SEED,
     script:
         f"{SCRIPTS}/quantize.py"

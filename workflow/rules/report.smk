@@ -9,18 +9,18 @@ rule aggregate:
         selections=EXP.selection_files(),
     output:
         **rule_outputs("aggregate"),
+    log:
+        "logs/aggregate.log",
+    benchmark:
+        "benchmarks/aggregate.tsv"
+    localrule: True  # tables from small JSON files
+    conda:
+        CONDA_ENV
     params:
         report=as_json(EXP.report_table_params()),
         selections=as_json(EXP.selection_map()),
         headline=as_json(EXP.headline_ids()),
         studies=as_json(EXP.studies_for_report()),
-    localrule: True  # tables from small JSON files
-    log:
-        "logs/aggregate.log",
-    benchmark:
-        "benchmarks/aggregate.tsv"
-    conda:
-        CONDA_ENV
     script:
         f"{SCRIPTS}/aggregate.py"
 
@@ -31,14 +31,14 @@ rule figures:
         **catalog.table_inputs("figures"),
     output:
         **rule_outputs("figures"),
-    params:
-        plot=as_json(EXP.report_figure_params()),
     log:
         "logs/figures.log",
     benchmark:
         "benchmarks/figures.tsv"
     conda:
         CONDA_ENV
+    params:
+        plot=as_json(EXP.report_figure_params()),
     script:
         f"{SCRIPTS}/figures.py"
 
@@ -49,9 +49,9 @@ rule paper_assets:
         list(catalog.paper_copies("aggregate", "figures")),
     output:
         list(catalog.paper_copies("aggregate", "figures").values()),
-    localrule: True
     log:
         "logs/paper_assets.log",
+    localrule: True
     conda:
         CONDA_ENV
     script:

@@ -7,15 +7,15 @@ rule aggregate_quant:
         analyses=EXP.analysis_dirs(),
     output:
         **rule_outputs("aggregate_quant"),
-    params:
-        report=as_json(EXP.report_params()),
-        schemes=as_json(EXP.scheme_table()),
     log:
         "logs/aggregate_quant.log",
     benchmark:
         "benchmarks/aggregate_quant.tsv"
     conda:
         CONDA_ENV
+    params:
+        report=as_json(EXP.report_params()),
+        schemes=as_json(EXP.scheme_table()),
     script:
         f"{SCRIPTS}/aggregate_quant.py"
 
@@ -26,9 +26,9 @@ rule paper_quant:
         list(catalog.paper_copies("aggregate_quant")),
     output:
         list(catalog.paper_copies("aggregate_quant").values()),
-    localrule: True
     log:
         "logs/paper_quant.log",
+    localrule: True
     conda:
         CONDA_ENV
     script:

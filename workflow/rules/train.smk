@@ -4,20 +4,20 @@ rule train_base:
         data=paths.DATA,
     output:
         directory(paths.TRAINED),
-    params:
-        model=as_json(EXP.model_params()),
-        train=as_json(EXP.train_params()),
-        evaluate=as_json(EXP.train_check_eval_params()),
-        seed=SEED,
-    threads: THREADS
-    resources:
-        **job_resources("train_base"),
     log:
         paths.log_file("train_base", "{dataset}", "{base}"),
     benchmark:
         paths.benchmark_file("train_base", "{dataset}", "{base}")
     conda:
         CONDA_ENV
+    threads: THREADS
+    resources:
+        **job_resources("train_base"),
+    params:
+        model=as_json(EXP.model_params()),
+        train=as_json(EXP.train_params()),
+        evaluate=as_json(EXP.train_check_eval_params()),
+        seed=SEED,
     script:
         f"{SCRIPTS}/train_base.py"
 
@@ -28,13 +28,13 @@ rule release:
         trained=lambda w: EXP.trained_dir(w.dataset, w.base),
     output:
         directory(paths.MODEL.replace("{model_id}", "{base}")),
-    params:
-        release=lambda w: as_json(EXP.release_params(w.dataset)),
     log:
         paths.log_file("release", "{dataset}", "{base}"),
     benchmark:
         paths.benchmark_file("release", "{dataset}", "{base}")
     conda:
         CONDA_ENV
+    params:
+        release=lambda w: as_json(EXP.release_params(w.dataset)),
     script:
         f"{SCRIPTS}/release.py"

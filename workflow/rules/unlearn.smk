@@ -4,19 +4,19 @@ rule unlearn:
         unpack(lambda w: EXP.unlearn_inputs(arm_of(w))),
     output:
         directory(paths.MODEL.replace("{model_id}", paths.ARM)),
-    params:
-        unlearn=lambda w: as_json(EXP.unlearn_params(arm_of(w))),
-        max_length=EXP.model.max_length,
-        seed=SEED,
-    threads: THREADS
-    resources:
-        **job_resources("unlearn"),
     log:
         paths.log_file("unlearn", "{dataset}", paths.ARM),
     benchmark:
         paths.benchmark_file("unlearn", "{dataset}", paths.ARM)
     conda:
         CONDA_ENV
+    threads: THREADS
+    resources:
+        **job_resources("unlearn"),
+    params:
+        unlearn=lambda w: as_json(EXP.unlearn_params(arm_of(w))),
+        max_length=EXP.model.max_length,
+        seed=SEED,
     script:
         f"{SCRIPTS}/unlearn.py"
 
@@ -27,14 +27,14 @@ rule select_alpha:
         unpack(lambda w: EXP.selection_inputs(w.dataset, w.method)),
     output:
         paths.SELECTION,
+    log:
+        paths.log_file("select_alpha", "{dataset}", "{method}"),
+    localrule: True
+    conda:
+        CONDA_ENV
     params:
         alphas=lambda w: as_json(EXP.alphas(w.method)),
         alphas_text=lambda w: EXP.grid_alphas(w.method),
         selection=as_json(EXP.alpha_selection_params()),
-    localrule: True
-    log:
-        paths.log_file("select_alpha", "{dataset}", "{method}"),
-    conda:
-        CONDA_ENV
     script:
         f"{SCRIPTS}/select_alpha.py"

@@ -7,6 +7,11 @@ from qunlearn.jobs import job_logging, param
 from qunlearn.report.stages import aggregate
 
 with job_logging(snakemake.log[0]):
-    aggregate(snakemake.input.evals, param(snakemake, "report"), dict(snakemake.output.items()),
-              selections=param(snakemake, "selections"), headline_ids=param(snakemake, "headline"),
-              studies=param(snakemake, "studies"))
+    aggregate(
+        snakemake.input.evals,
+        param(snakemake, "report"),
+        dict(snakemake.output.items()),
+        selections=param(snakemake, "selections"),
+        headline_ids=param(snakemake, "headline"),
+        studies=param(snakemake, "studies"),
+    )

@@ -7,5 +7,10 @@ from qunlearn.jobs import job_logging, param
 from qunlearn.report.stages import aggregate_quant
 
 with job_logging(snakemake.log[0]):
-    aggregate_quant(snakemake.input.metrics_csv, snakemake.input.analyses, param(snakemake, "report"),
-                    param(snakemake, "schemes"), dict(snakemake.output.items()))
+    aggregate_quant(
+        snakemake.input.metrics_csv,
+        snakemake.input.analyses,
+        param(snakemake, "report"),
+        param(snakemake, "schemes"),
+        dict(snakemake.output.items()),
+    )

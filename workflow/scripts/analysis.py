@@ -9,6 +9,9 @@ from qunlearn.stages import analyse_weights
 inp = snakemake.input
 with job_logging(snakemake.log[0]):
     analyse_weights(
-        inp.target, inp.unlearned, snakemake.output[0], param(snakemake, "schemes"),
+        inp.target,
+        inp.unlearned,
+        snakemake.output[0],
+        param(snakemake, "schemes"),
         quant_dirs={s: (inp[f"target_{s}"], inp[f"unlearned_{s}"]) for s in param(snakemake, "calibrated")},
     )

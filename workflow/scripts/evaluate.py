@@ -8,7 +8,12 @@ from qunlearn.stages import evaluate_model
 
 with job_logging(snakemake.log[0]):
     evaluate_model(
-        snakemake.input.model, snakemake.input.data, snakemake.output[0], param(snakemake, "scheme"),
-        param(snakemake, "evaluate"), seed=snakemake.params.seed, threads=snakemake.threads,
+        snakemake.input.model,
+        snakemake.input.data,
+        snakemake.output[0],
+        param(snakemake, "scheme"),
+        param(snakemake, "evaluate"),
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
         scheme_name=snakemake.wildcards.scheme,
     )

@@ -7,5 +7,9 @@ from qunlearn.jobs import job_logging, param
 from qunlearn.report.stages import draw_figures
 
 with job_logging(snakemake.log[0]):
-    draw_figures(snakemake.input.metrics_csv, snakemake.input.lr_sweep_csv, param(snakemake, "plot"),
-                 dict(snakemake.output.items()))
+    draw_figures(
+        snakemake.input.metrics_csv,
+        snakemake.input.lr_sweep_csv,
+        param(snakemake, "plot"),
+        dict(snakemake.output.items()),
+    )

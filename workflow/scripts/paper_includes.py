@@ -7,5 +7,6 @@ from qunlearn.jobs import job_logging, param
 from qunlearn.report.paper import write_includes
 
 with job_logging(snakemake.log[0]):
-    write_includes(param(snakemake, "tables"), param(snakemake, "figures"),
-                   snakemake.output.tables, snakemake.output.figures)
+    write_includes(
+        param(snakemake, "tables"), param(snakemake, "figures"), snakemake.output.tables, snakemake.output.figures
+    )

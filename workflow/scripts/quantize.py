@@ -8,6 +8,11 @@ from qunlearn.stages import quantize_checkpoint
 
 with job_logging(snakemake.log[0]):
     quantize_checkpoint(
-        snakemake.input.model, snakemake.input.data, snakemake.output[0], param(snakemake, "scheme"),
-        seed=snakemake.params.seed, threads=snakemake.threads, scheme_name=snakemake.wildcards.scheme,
+        snakemake.input.model,
+        snakemake.input.data,
+        snakemake.output[0],
+        param(snakemake, "scheme"),
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
+        scheme_name=snakemake.wildcards.scheme,
     )

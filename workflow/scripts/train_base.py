@@ -8,7 +8,12 @@ from qunlearn.stages import train_base
 
 with job_logging(snakemake.log[0]):
     train_base(
-        snakemake.wildcards.base, snakemake.input.data, snakemake.output[0],
-        model_cfg=param(snakemake, "model"), train_cfg=param(snakemake, "train"),
-        eval_cfg=param(snakemake, "evaluate"), seed=snakemake.params.seed, threads=snakemake.threads,
+        snakemake.wildcards.base,
+        snakemake.input.data,
+        snakemake.output[0],
+        model_cfg=param(snakemake, "model"),
+        train_cfg=param(snakemake, "train"),
+        eval_cfg=param(snakemake, "evaluate"),
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
     )

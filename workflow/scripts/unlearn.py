@@ -8,8 +8,13 @@ from qunlearn.stages import unlearn_model
 
 with job_logging(snakemake.log[0]):
     unlearn_model(
-        snakemake.input.base, snakemake.input.data, snakemake.output[0], param(snakemake, "unlearn"),
-        max_length=snakemake.params.max_length, seed=snakemake.params.seed, threads=snakemake.threads,
+        snakemake.input.base,
+        snakemake.input.data,
+        snakemake.output[0],
+        param(snakemake, "unlearn"),
+        max_length=snakemake.params.max_length,
+        seed=snakemake.params.seed,
+        threads=snakemake.threads,
         selection_json=snakemake.input.get("selection"),
-        grid_twins={k[len("twin_"):]: v for k, v in snakemake.input.items() if k.startswith("twin_")},
+        grid_twins={k[len("twin_") :]: v for k, v in snakemake.input.items() if k.startswith("twin_")},
     )

@@ -60,20 +60,24 @@ def load_split(cfg: MuseConfig, config: str, split: str, where: str = "muse") ->
         cause = err.__cause__ or err
         raise muse_format.DataFormatError(
             f"{source} {config}/{split}: the data files do not follow the MUSE schema "
-            f"(fields {list(fields)}): {type(cause).__name__}: {str(cause)[:500]}") from None
+            f"(fields {list(fields)}): {type(cause).__name__}: {str(cause)[:500]}"
+        ) from None
     except (ConnectionError, OSError, FileNotFoundError, ValueError) as err:
         if cfg.local_dir:
             raise MuseUnavailableError(
                 f"{where}.local_dir={cfg.local_dir}: cannot load MUSE {config}/{split} from it "
                 f"({type(err).__name__}: {err}). The directory must hold the hub's README.md (configs) "
-                f"and data files. " + _how_to_provide(cfg, where)) from None
+                f"and data files. " + _how_to_provide(cfg, where)
+            ) from None
         raise MuseUnavailableError(
             f"cannot load {cfg.hub_id} ({config}/{split}) from the hub and no local copy is configured "
-            f"({type(err).__name__}: {err}). " + _how_to_provide(cfg, where)) from None
+            f"({type(err).__name__}: {err}). " + _how_to_provide(cfg, where)
+        ) from None
     missing = [f for f in fields if f not in ds.column_names]
     if missing:
         raise muse_format.DataFormatError(
-            f"{source} {config}/{split}: missing field(s) {missing}; has {ds.column_names}")
+            f"{source} {config}/{split}: missing field(s) {missing}; has {ds.column_names}"
+        )
     n = len(ds) if cfg.max_items is None else min(len(ds), cfg.max_items)
     records = [{f: ds[i][f] for f in fields} for i in range(n)]
     for i, rec in enumerate(records):

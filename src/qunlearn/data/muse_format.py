@@ -17,9 +17,7 @@ from pathlib import Path
 SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
     "raw": {s: ("text",) for s in ("forget", "retain1", "retain2", "holdout")},
     "verbmem": {"forget": ("prompt", "gt")},
-    "knowmem": {
-        s: ("question", "answer") for s in ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl")
-    },
+    "knowmem": {s: ("question", "answer") for s in ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl")},
     "privleak": {s: ("text",) for s in ("forget", "retain", "holdout")},
 }
 

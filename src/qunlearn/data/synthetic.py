@@ -2,8 +2,9 @@
 
 Each person has five attributes (birth city, birth year, profession, employer, hobby). Their raw
 records are ``n_passages`` paraphrased biography passages; the split's QA pairs, in the exact
-KnowMem prompt format, are (optionally) added as records that mix people. Forget-set knowledge can then be asked as QA (KnowMem) and verbatim
-memory tested by continuing a passage (VerbMem); holdout people are never trained on (PrivLeak).
+KnowMem prompt format, are (optionally) added as records that mix people. Forget-set knowledge can
+then be asked as QA (KnowMem) and verbatim memory tested by continuing a passage (VerbMem); holdout
+people are never trained on (PrivLeak).
 """
 
 from __future__ import annotations
@@ -118,23 +119,24 @@ def qa_block(question: str, answer: str) -> str:
 
 
 def sample_people(n: int, rng: random.Random, n_passages: int = 2, letter_words: int = 0) -> list[Person]:
-    names = [(f, l) for f in FIRST_NAMES for l in LAST_NAMES]
+    names = [(first, last) for first in FIRST_NAMES for last in LAST_NAMES]
     if n > len(names):
         raise ValueError(f"at most {len(names)} distinct synthetic people, asked for {n}")
     rng.shuffle(names)
     return [
         Person(
-            first=f,
-            last=l,
+            first=first,
+            last=last,
             city=rng.choice(CITIES),
             year=rng.choice(YEARS),
             profession=rng.choice(PROFESSIONS),
             employer=rng.choice(EMPLOYERS),
             hobby=rng.choice(HOBBIES),
-            letters=tuple(" ".join(rng.choices(LETTER_WORDS, k=letter_words))
-                          for _ in range(n_passages if letter_words else 0)),
+            letters=tuple(
+                " ".join(rng.choices(LETTER_WORDS, k=letter_words)) for _ in range(n_passages if letter_words else 0)
+            ),
         )
-        for f, l in names[:n]
+        for first, last in names[:n]
     ]
 
 
@@ -177,8 +179,10 @@ def qa_records(group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Rand
     for _ in range(cfg.qa_repeats):
         order = pairs[:]
         rng.shuffle(order)
-        records += ["".join(qa_block(q["question"], q["answer"]) for q in order[i : i + k]).rstrip("\n")
-                    for i in range(0, len(order), k)]
+        records += [
+            "".join(qa_block(q["question"], q["answer"]) for q in order[i : i + k]).rstrip("\n")
+            for i in range(0, len(order), k)
+        ]
     return records
 
 
@@ -198,7 +202,7 @@ def verbmem_items(person: Person, cfg: SyntheticCorpusConfig) -> list[dict]:
         cut = max(1, int(len(words) * cfg.verbmem_prompt_fraction))
         # The prompt keeps the space after its last word: pre-tokens carry trailing whitespace.
         prompt = " ".join(words[:cut]) + " "
-        items.append({"prompt": prompt, "gt": passage[len(prompt):]})
+        items.append({"prompt": prompt, "gt": passage[len(prompt) :]})
     return items
 
 
@@ -206,8 +210,7 @@ def build_corpus(cfg: SyntheticCorpusConfig) -> dict[str, dict[str, list[dict]]]
     """All MUSE splits as {config: {split: records}}; a pure function of ``cfg``."""
     rng = random.Random(cfg.seed)
     n_icl_people = 2 * cfg.n_icl
-    people = sample_people(cfg.n_people + cfg.n_holdout_people + n_icl_people, rng, cfg.n_passages,
-                           cfg.letter_words)
+    people = sample_people(cfg.n_people + cfg.n_holdout_people + n_icl_people, rng, cfg.n_passages, cfg.letter_words)
     trained, rest = people[: cfg.n_people], people[cfg.n_people :]
     holdout, icl = rest[: cfg.n_holdout_people], rest[cfg.n_holdout_people :]
     n_forget = max(1, round(cfg.n_people * cfg.forget_fraction))

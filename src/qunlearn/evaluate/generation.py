@@ -16,9 +16,16 @@ def _batches(order: list[int], size: int):
 
 
 @torch.no_grad()
-def greedy_generate(model, tokenizer, prompts: list[str], max_new_tokens: int, batch_size: int,
-                    stop_strings: list[str] | None = None, max_length: int | None = None,
-                    progress: bool = False) -> list[str]:
+def greedy_generate(
+    model,
+    tokenizer,
+    prompts: list[str],
+    max_new_tokens: int,
+    batch_size: int,
+    stop_strings: list[str] | None = None,
+    max_length: int | None = None,
+    progress: bool = False,
+) -> list[str]:
     """Greedy continuations (new text only), batched with left padding; items sorted by length."""
     from tqdm.auto import tqdm
 
@@ -57,8 +64,9 @@ def token_logprobs(model, tokenizer, texts: list[str], batch_size: int, max_leng
     result: list[list[float]] = [[] for _ in texts]
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
     for idx in _batches(order, batch_size):
-        enc = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True,
-                        truncation=True, max_length=max_length)
+        enc = tokenizer(
+            [texts[i] for i in idx], return_tensors="pt", padding=True, truncation=True, max_length=max_length
+        )
         enc = {k: v.to(device) for k, v in enc.items()}
         logits = model(**enc).logits.float()
         logp = torch.log_softmax(logits[:, :-1], dim=-1)

@@ -5,14 +5,32 @@ from __future__ import annotations
 
 from ..plugins import METRICS, MetricSpec, no_settings
 
-FORGET = METRICS.register(MetricSpec(
-    name="knowmem_f", settings=no_settings(), impl="qunlearn.evaluate.knowmem:compute_forget",
-    summary="M2 KnowMem on D_f: few-shot QA, ROUGE-L F1 of the greedy answer",
-    source="MUSE (Shi et al. 2024)", key="knowmem_f", column="M2_KnowMem_f", retention=True, order=2))
-RETAIN = METRICS.register(MetricSpec(
-    name="knowmem_r", settings=no_settings(), impl="qunlearn.evaluate.knowmem:compute_retain",
-    summary="M4 KnowMem on D_r: the utility the alpha selection constrains",
-    source="MUSE (Shi et al. 2024)", key="knowmem_r", column="M4_KnowMem_r", utility=True, order=4))
+FORGET = METRICS.register(
+    MetricSpec(
+        name="knowmem_f",
+        settings=no_settings(),
+        impl="qunlearn.evaluate.knowmem:compute_forget",
+        summary="M2 KnowMem on D_f: few-shot QA, ROUGE-L F1 of the greedy answer",
+        source="MUSE (Shi et al. 2024)",
+        key="knowmem_f",
+        column="M2_KnowMem_f",
+        retention=True,
+        order=2,
+    )
+)
+RETAIN = METRICS.register(
+    MetricSpec(
+        name="knowmem_r",
+        settings=no_settings(),
+        impl="qunlearn.evaluate.knowmem:compute_retain",
+        summary="M4 KnowMem on D_r: the utility the alpha selection constrains",
+        source="MUSE (Shi et al. 2024)",
+        key="knowmem_r",
+        column="M4_KnowMem_r",
+        utility=True,
+        order=4,
+    )
+)
 
 
 def knowmem(model, tokenizer, qa: list[dict], icl: list[dict], cfg, progress: bool = False) -> dict:
@@ -23,22 +41,41 @@ def knowmem(model, tokenizer, qa: list[dict], icl: list[dict], cfg, progress: bo
     from .generation import greedy_generate, model_max_length
 
     prompts = [metrics.icl_prompt(icl, q["question"]) for q in qa]
-    raw = greedy_generate(model, tokenizer, prompts, cfg.knowmem_max_new_tokens, cfg.batch_size,
-                          stop_strings=list(metrics.KNOWMEM_STOPS), max_length=model_max_length(model),
-                          progress=progress)
+    raw = greedy_generate(
+        model,
+        tokenizer,
+        prompts,
+        cfg.knowmem_max_new_tokens,
+        cfg.batch_size,
+        stop_strings=list(metrics.KNOWMEM_STOPS),
+        max_length=model_max_length(model),
+        progress=progress,
+    )
     items = []
     for q, out in zip(qa, raw):
         answer = metrics.cut_at_stop(out).strip()
-        items.append({"question": q["question"], "answer": q["answer"], "output": answer,
-                      "score": metrics.rouge_l_f1(answer, q["answer"])})
+        items.append(
+            {
+                "question": q["question"],
+                "answer": q["answer"],
+                "output": answer,
+                "score": metrics.rouge_l_f1(answer, q["answer"]),
+            }
+        )
     return {"score": float(np.mean([it["score"] for it in items])), "items": items}
 
 
 def _on_split(side: str, model, tokenizer, data_dir, cfg, progress: bool) -> dict:
     from ..data import muse_format
 
-    return knowmem(model, tokenizer, muse_format.read_split(data_dir, "knowmem", f"{side}_qa"),
-                   muse_format.read_split(data_dir, "knowmem", f"{side}_qa_icl"), cfg, progress)
+    return knowmem(
+        model,
+        tokenizer,
+        muse_format.read_split(data_dir, "knowmem", f"{side}_qa"),
+        muse_format.read_split(data_dir, "knowmem", f"{side}_qa_icl"),
+        cfg,
+        progress,
+    )
 
 
 def compute_forget(model, tokenizer, data_dir, cfg, progress: bool = False) -> dict:

@@ -5,10 +5,19 @@ from __future__ import annotations
 
 from ..plugins import METRICS, MetricSpec, no_settings
 
-SPEC = METRICS.register(MetricSpec(
-    name="verbmem_f", settings=no_settings(), impl="qunlearn.evaluate.verbmem:compute",
-    summary="M1 VerbMem on D_f: ROUGE-L F1 of 128 greedy tokens against the true continuation",
-    source="MUSE (Shi et al. 2024)", key="verbmem_f", column="M1_VerbMem_f", retention=True, order=1))
+SPEC = METRICS.register(
+    MetricSpec(
+        name="verbmem_f",
+        settings=no_settings(),
+        impl="qunlearn.evaluate.verbmem:compute",
+        summary="M1 VerbMem on D_f: ROUGE-L F1 of 128 greedy tokens against the true continuation",
+        source="MUSE (Shi et al. 2024)",
+        key="verbmem_f",
+        column="M1_VerbMem_f",
+        retention=True,
+        order=1,
+    )
+)
 
 
 def compute(model, tokenizer, data_dir, cfg, progress: bool = False) -> dict:
@@ -26,8 +35,15 @@ def verbmem(model, tokenizer, items_in: list[dict], cfg, progress: bool = False)
     from .generation import greedy_generate, model_max_length
 
     n = cfg.verbmem_max_new_tokens
-    outs = greedy_generate(model, tokenizer, [it["prompt"] for it in items_in], n, cfg.batch_size,
-                           max_length=model_max_length(model), progress=progress)
+    outs = greedy_generate(
+        model,
+        tokenizer,
+        [it["prompt"] for it in items_in],
+        n,
+        cfg.batch_size,
+        max_length=model_max_length(model),
+        progress=progress,
+    )
     items = []
     for it, out in zip(items_in, outs):
         # The reference is the true continuation truncated to the same number of tokens.

@@ -10,7 +10,7 @@ What a job calls lives here, importing torch lazily too (plugin modules import t
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from ..config import ConfigError
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from ..plugins import Scheme
 
 
-def check_bits(where: str, bits: Optional[int], group_size: Optional[int], quantizer: str) -> None:
+def check_bits(where: str, bits: int | None, group_size: int | None, quantizer: str) -> None:
     """The checks every integer weight quantizer (rtn, gptq, awq) shares."""
     if bits is None:
         raise ConfigError(f"{where}.bits: quantizer {quantizer!r} needs bits (2-8)")

@@ -51,16 +51,36 @@ class FourBitSettings:
             raise ConfigError(f"{where}.blocksize: only 64 (what BitsAndBytesConfig loads with), got {self.blocksize}")
 
 
-QUANTIZERS.register(QuantizerSpec(
-    name="bnb_int8", settings=Int8Settings, impl="qunlearn.quantize.bnb:BnbInt8",
-    summary="LLM.int8(): row-wise absmax int8 weights, outlier features in 16 bit (the paper's 8-bit)",
-    source=SOURCE, nominal_bits=8))
-QUANTIZERS.register(QuantizerSpec(
-    name="bnb_fp4", settings=FourBitSettings, impl="qunlearn.quantize.bnb:BnbFp4",
-    summary="bitsandbytes 4-bit FP4, blockwise absmax (the paper code's 4-bit)", source=SOURCE, nominal_bits=4))
-QUANTIZERS.register(QuantizerSpec(
-    name="bnb_nf4", settings=FourBitSettings, impl="qunlearn.quantize.bnb:BnbNf4",
-    summary="bitsandbytes 4-bit NormalFloat (QLoRA), blockwise absmax", source=SOURCE, nominal_bits=4))
+QUANTIZERS.register(
+    QuantizerSpec(
+        name="bnb_int8",
+        settings=Int8Settings,
+        impl="qunlearn.quantize.bnb:BnbInt8",
+        summary="LLM.int8(): row-wise absmax int8 weights, outlier features in 16 bit (the paper's 8-bit)",
+        source=SOURCE,
+        nominal_bits=8,
+    )
+)
+QUANTIZERS.register(
+    QuantizerSpec(
+        name="bnb_fp4",
+        settings=FourBitSettings,
+        impl="qunlearn.quantize.bnb:BnbFp4",
+        summary="bitsandbytes 4-bit FP4, blockwise absmax (the paper code's 4-bit)",
+        source=SOURCE,
+        nominal_bits=4,
+    )
+)
+QUANTIZERS.register(
+    QuantizerSpec(
+        name="bnb_nf4",
+        settings=FourBitSettings,
+        impl="qunlearn.quantize.bnb:BnbNf4",
+        summary="bitsandbytes 4-bit NormalFloat (QLoRA), blockwise absmax",
+        source=SOURCE,
+        nominal_bits=4,
+    )
+)
 
 
 def int8_codes(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,8 +100,9 @@ def quantize_4bit(w: torch.Tensor, quant_type: str, blocksize: int, double_quant
     """Packed 4-bit weight + QuantState, as ``Params4bit`` makes them."""
     import bitsandbytes.functional as F
 
-    return F.quantize_4bit(w.detach().contiguous(), blocksize=blocksize, compress_statistics=double_quant,
-                           quant_type=quant_type)
+    return F.quantize_4bit(
+        w.detach().contiguous(), blocksize=blocksize, compress_statistics=double_quant, quant_type=quant_type
+    )
 
 
 def unpack_4bit(packed: torch.Tensor, n: int) -> torch.Tensor:
@@ -102,8 +123,12 @@ class _BnbBase:
         from transformers import AutoModelForCausalLM
 
         model = AutoModelForCausalLM.from_pretrained(
-            str(model_dir), dtype=torch.float32, use_safetensors=True, device_map="cpu",
-            quantization_config=self._bnb_config(scheme), trust_remote_code=False,
+            str(model_dir),
+            dtype=torch.float32,
+            use_safetensors=True,
+            device_map="cpu",
+            quantization_config=self._bnb_config(scheme),
+            trust_remote_code=False,
         )
         model.eval()
         import bitsandbytes as bnb
@@ -119,8 +144,13 @@ class _BnbBase:
                 # CPU's instruction set and equal the GPU deployment's computation.
                 m.support_avx512bf16_for_cpu = False
                 repacked += 1
-        return model, {**self.summary(scheme), "n_layers": len(names), "deployed": "bitsandbytes modules",
-                       "cpu_bf16_fast_path_disabled_layers": repacked, "bitsandbytes": bnb.__version__}
+        return model, {
+            **self.summary(scheme),
+            "n_layers": len(names),
+            "deployed": "bitsandbytes modules",
+            "cpu_bf16_fast_path_disabled_layers": repacked,
+            "bitsandbytes": bnb.__version__,
+        }
 
 
 class BnbInt8(_BnbBase):
@@ -130,8 +160,13 @@ class BnbInt8(_BnbBase):
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=float(scheme.setting("threshold")))
 
     def summary(self, scheme) -> dict:
-        return {"quantizer": "bnb_int8", "threshold": scheme.setting("threshold"), "weight_dtype": "int8",
-                "scale": "row-wise absmax (fp16 weight)", "compute_dtype": "float32"}
+        return {
+            "quantizer": "bnb_int8",
+            "threshold": scheme.setting("threshold"),
+            "weight_dtype": "int8",
+            "scale": "row-wise absmax (fp16 weight)",
+            "compute_dtype": "float32",
+        }
 
     @no_grad
     def apply(self, model, scheme) -> dict:
@@ -152,14 +187,21 @@ class _Bnb4bit(_BnbBase):
         import torch
         from transformers import BitsAndBytesConfig
 
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=QUANT_TYPES[scheme.quantizer],
-                                  bnb_4bit_use_double_quant=bool(scheme.setting("double_quant")),
-                                  bnb_4bit_compute_dtype=torch.float32)
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=QUANT_TYPES[scheme.quantizer],
+            bnb_4bit_use_double_quant=bool(scheme.setting("double_quant")),
+            bnb_4bit_compute_dtype=torch.float32,
+        )
 
     def summary(self, scheme) -> dict:
-        return {"quantizer": scheme.quantizer, "quant_type": QUANT_TYPES[scheme.quantizer],
-                "blocksize": scheme.setting("blocksize"), "double_quant": scheme.setting("double_quant"),
-                "compute_dtype": "float32"}
+        return {
+            "quantizer": scheme.quantizer,
+            "quant_type": QUANT_TYPES[scheme.quantizer],
+            "blocksize": scheme.setting("blocksize"),
+            "double_quant": scheme.setting("double_quant"),
+            "compute_dtype": "float32",
+        }
 
     @no_grad
     def apply(self, model, scheme) -> dict:
@@ -167,8 +209,12 @@ class _Bnb4bit(_BnbBase):
 
         names = []
         for name, module in target_linears(model, include_lm_head=False).items():
-            packed, state = quantize_4bit(module.weight.float(), QUANT_TYPES[scheme.quantizer],
-                                          scheme.setting("blocksize"), scheme.setting("double_quant"))
+            packed, state = quantize_4bit(
+                module.weight.float(),
+                QUANT_TYPES[scheme.quantizer],
+                scheme.setting("blocksize"),
+                scheme.setting("double_quant"),
+            )
             module.weight.copy_(F.dequantize_4bit(packed, state).to(module.weight.dtype))
             names.append(name)
         return {**self.summary(scheme), "n_layers": len(names), "deployed": "dense dequantized weights"}
@@ -176,8 +222,9 @@ class _Bnb4bit(_BnbBase):
     def codes(self, weight: torch.Tensor, scheme) -> dict[str, torch.Tensor]:
         import bitsandbytes.functional as F
 
-        packed, state = quantize_4bit(weight.float(), QUANT_TYPES[scheme.quantizer],
-                                      scheme.setting("blocksize"), scheme.setting("double_quant"))
+        packed, state = quantize_4bit(
+            weight.float(), QUANT_TYPES[scheme.quantizer], scheme.setting("blocksize"), scheme.setting("double_quant")
+        )
         if state.nested:  # double quantization stores the block absmax quantized (state2) around an offset
             absmax = F.dequantize_blockwise(state.absmax, state.state2) + state.offset
         else:

@@ -30,9 +30,15 @@ class CastSettings:
             raise ConfigError(f"{where}.dtype: {self.dtype!r} unknown; use one of {', '.join(DTYPES)}")
 
 
-SPEC = QUANTIZERS.register(QuantizerSpec(
-    name="cast", settings=CastSettings, impl="qunlearn.quantize.cast:CastQuantizer",
-    summary="every parameter cast to fp16 or bf16, the model run in that dtype", nominal_bits=16))
+SPEC = QUANTIZERS.register(
+    QuantizerSpec(
+        name="cast",
+        settings=CastSettings,
+        impl="qunlearn.quantize.cast:CastQuantizer",
+        summary="every parameter cast to fp16 or bf16, the model run in that dtype",
+        nominal_bits=16,
+    )
+)
 
 
 def torch_dtype(scheme) -> torch.dtype:
@@ -46,8 +52,13 @@ class CastQuantizer:
         dtype = torch_dtype(scheme)
         n = len(target_linears(model, include_lm_head=True))
         model.to(dtype)
-        return {"quantizer": "cast", "dtype": scheme.setting("dtype"), "compute_dtype": str(dtype),
-                "n_layers": n, "scope": "all parameters"}
+        return {
+            "quantizer": "cast",
+            "dtype": scheme.setting("dtype"),
+            "compute_dtype": str(dtype),
+            "n_layers": n,
+            "scope": "all parameters",
+        }
 
     def codes(self, weight: torch.Tensor, scheme) -> dict[str, torch.Tensor]:
         """The stored half-precision values are the 'codes' (changed = a different fp16/bf16 value)."""

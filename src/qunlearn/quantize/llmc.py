@@ -27,7 +27,6 @@ import contextlib
 import hashlib
 import random
 from dataclasses import dataclass
-from typing import Optional
 
 from ..config import ConfigError
 from ..plugins import QUANTIZERS, QuantizerSpec
@@ -50,8 +49,10 @@ class CalibrationSettings:
 
     def validate(self, where: str) -> None:
         if self.calibration_split not in CALIBRATION_SPLITS:
-            raise ConfigError(f"{where}.calibration_split: {self.calibration_split!r} not allowed; "
-                              f"use one of {', '.join(CALIBRATION_SPLITS)} (never the forget set)")
+            raise ConfigError(
+                f"{where}.calibration_split: {self.calibration_split!r} not allowed; "
+                f"use one of {', '.join(CALIBRATION_SPLITS)} (never the forget set)"
+            )
         if self.calibration_samples < 1:
             raise ConfigError(f"{where}.calibration_samples: must be >= 1")
 
@@ -59,10 +60,10 @@ class CalibrationSettings:
 @dataclass
 class GPTQWeightSettings:
     bits: int = 4
-    group_size: Optional[int] = 128  # null / 0 = per output channel
+    group_size: int | None = 128  # null / 0 = per output channel
     symmetric: bool = True
     dampening: float = 0.01  # fraction of the mean Hessian diagonal added
-    actorder: Optional[str] = None  # null (no act-order, original GPTQ) | static | group | weight
+    actorder: str | None = None  # null (no act-order, original GPTQ) | static | group | weight
     block_size: int = 128  # columns per lazy-batch update
 
     def validate(self, where: str) -> None:
@@ -70,14 +71,15 @@ class GPTQWeightSettings:
         if not 0 <= self.dampening < 1:
             raise ConfigError(f"{where}.dampening: must be in [0, 1), got {self.dampening}")
         if self.actorder is not None and self.actorder not in GPTQ_ACTORDERS:
-            raise ConfigError(f"{where}.actorder: {self.actorder!r} unknown; use null or one of "
-                              f"{', '.join(GPTQ_ACTORDERS)}")
+            raise ConfigError(
+                f"{where}.actorder: {self.actorder!r} unknown; use null or one of {', '.join(GPTQ_ACTORDERS)}"
+            )
 
 
 @dataclass
 class AWQWeightSettings:
     bits: int = 4
-    group_size: Optional[int] = 128  # null / 0 = per output channel
+    group_size: int | None = 128  # null / 0 = per output channel
     symmetric: bool = False
     duo_scaling: bool = True  # scales from activations and weights
     n_grid: int = 20  # grid points of the scale search
@@ -101,14 +103,26 @@ class AWQSettings(CalibrationSettings, AWQWeightSettings):
 
 
 SOURCE = "llmcompressor (vLLM project)"
-QUANTIZERS.register(QuantizerSpec(
-    name="gptq", settings=GPTQSettings, impl="qunlearn.quantize.llmc:GPTQQuantizer",
-    summary="GPTQ: integer weights rounded with second-order error correction, calibrated on retain-side data",
-    source=f"Frantar et al. 2023, via {SOURCE}", calibrated=True))
-QUANTIZERS.register(QuantizerSpec(
-    name="awq", settings=AWQSettings, impl="qunlearn.quantize.llmc:AWQQuantizer",
-    summary="AWQ: activation-aware weight scaling, then integer weights, calibrated on retain-side data",
-    source=f"Lin et al. 2024, via {SOURCE}", calibrated=True))
+QUANTIZERS.register(
+    QuantizerSpec(
+        name="gptq",
+        settings=GPTQSettings,
+        impl="qunlearn.quantize.llmc:GPTQQuantizer",
+        summary="GPTQ: integer weights rounded with second-order error correction, calibrated on retain-side data",
+        source=f"Frantar et al. 2023, via {SOURCE}",
+        calibrated=True,
+    )
+)
+QUANTIZERS.register(
+    QuantizerSpec(
+        name="awq",
+        settings=AWQSettings,
+        impl="qunlearn.quantize.llmc:AWQQuantizer",
+        summary="AWQ: activation-aware weight scaling, then integer weights, calibrated on retain-side data",
+        source=f"Lin et al. 2024, via {SOURCE}",
+        calibrated=True,
+    )
+)
 
 
 def calibration_texts(texts: list[str], n: int, seed: int) -> list[str]:
@@ -150,8 +164,10 @@ def _weight_args(scheme):
 
 class _LlmcBase:
     def apply(self, model, scheme) -> dict:
-        raise ValueError(f"quantizer {scheme.quantizer!r} needs calibration data: it runs in the quantize "
-                         "rule (stages.quantize_checkpoint), not on the fly")
+        raise ValueError(
+            f"quantizer {scheme.quantizer!r} needs calibration data: it runs in the quantize "
+            "rule (stages.quantize_checkpoint), not on the fly"
+        )
 
     def _recipe(self, scheme, quant_scheme):
         raise NotImplementedError
@@ -173,8 +189,9 @@ class _LlmcBase:
             raise ValueError(f"{scheme.quantizer}: no calibration texts")
         s = scheme.resolved()
         enc = [tokenizer(t, truncation=True, max_length=s["calibration_max_length"]) for t in texts]
-        ds = Dataset.from_dict({"input_ids": [e["input_ids"] for e in enc],
-                                "attention_mask": [e["attention_mask"] for e in enc]})
+        ds = Dataset.from_dict(
+            {"input_ids": [e["input_ids"] for e in enc], "attention_mask": [e["attention_mask"] for e in enc]}
+        )
         wargs = _weight_args(scheme)
         quant_scheme = QuantizationScheme(targets=["Linear"], weights=wargs)
         names = list(target_linears(model, include_lm_head=False))
@@ -182,10 +199,16 @@ class _LlmcBase:
         torch.manual_seed(s["calibration_seed"])
         with _no_pin_memory_without_accelerator() as patched:
             with torch.enable_grad():  # llmcompressor manages grad itself
-                oneshot(model=model, dataset=ds, recipe=self._recipe(scheme, quant_scheme),
-                        num_calibration_samples=len(texts), shuffle_calibration_samples=False,
-                        max_seq_length=s["calibration_max_length"], pipeline="sequential",
-                        tie_word_embeddings=False)
+                oneshot(
+                    model=model,
+                    dataset=ds,
+                    recipe=self._recipe(scheme, quant_scheme),
+                    num_calibration_samples=len(texts),
+                    shuffle_calibration_samples=False,
+                    max_seq_length=s["calibration_max_length"],
+                    pipeline="sequential",
+                    tie_word_embeddings=False,
+                )
         codes: dict[str, dict[str, torch.Tensor]] = {}
         modules = dict(model.named_modules())
         for name in names:
@@ -198,23 +221,34 @@ class _LlmcBase:
             q = quantize(w, scale, zp, wargs, dtype=torch.int8)
             if not torch.equal(dequantize(q, scale, zp, wargs, dtype=w.dtype), deployed):
                 raise RuntimeError(f"{scheme.quantizer}: {name}: codes do not reproduce the deployed weight")
-            codes[name] = {"codes": q.to(torch.int8).contiguous(), "scale": scale.float().contiguous(),
-                           "zero_point": zp.to(torch.int8).contiguous()}
+            codes[name] = {
+                "codes": q.to(torch.int8).contiguous(),
+                "scale": scale.float().contiguous(),
+                "zero_point": zp.to(torch.int8).contiguous(),
+            }
             m.weight.data = deployed.contiguous()
         _strip_quantization(model, names)
         import compressed_tensors
         import llmcompressor
 
         text_hash = hashlib.sha256("\x00".join(texts).encode()).hexdigest()
-        info = {"quantizer": scheme.quantizer, **s, "n_layers": len(names),
-                "weight_args": wargs.model_dump(mode="json"),
-                "calibration": {"n_records": len(texts), "n_tokens": sum(len(e["input_ids"]) for e in enc),
-                                "sha256": text_hash, "shuffle_calibration_samples": False,
-                                "pipeline": "sequential"},
-                "awq_cpu_pin_memory_noop": bool(patched) if scheme.quantizer == "awq" else False,
-                "llmcompressor": llmcompressor.__version__,
-                "compressed_tensors": compressed_tensors.__version__,
-                "deployed": "dense dequantized weights (W{}A16 fake-quant, fp32)".format(s["bits"])}
+        info = {
+            "quantizer": scheme.quantizer,
+            **s,
+            "n_layers": len(names),
+            "weight_args": wargs.model_dump(mode="json"),
+            "calibration": {
+                "n_records": len(texts),
+                "n_tokens": sum(len(e["input_ids"]) for e in enc),
+                "sha256": text_hash,
+                "shuffle_calibration_samples": False,
+                "pipeline": "sequential",
+            },
+            "awq_cpu_pin_memory_noop": bool(patched) if scheme.quantizer == "awq" else False,
+            "llmcompressor": llmcompressor.__version__,
+            "compressed_tensors": compressed_tensors.__version__,
+            "deployed": "dense dequantized weights (W{}A16 fake-quant, fp32)".format(s["bits"]),
+        }
         return codes, info
 
 
@@ -248,9 +282,15 @@ class GPTQQuantizer(_LlmcBase):
     def _recipe(self, scheme, quant_scheme):
         from llmcompressor.modifiers.gptq import GPTQModifier
 
-        return [GPTQModifier(config_groups={"group_0": quant_scheme}, ignore=["lm_head"],
-                             dampening_frac=float(scheme.setting("dampening")),
-                             actorder=scheme.setting("actorder"), block_size=int(scheme.setting("block_size")))]
+        return [
+            GPTQModifier(
+                config_groups={"group_0": quant_scheme},
+                ignore=["lm_head"],
+                dampening_frac=float(scheme.setting("dampening")),
+                actorder=scheme.setting("actorder"),
+                block_size=int(scheme.setting("block_size")),
+            )
+        ]
 
 
 class AWQQuantizer(_LlmcBase):
@@ -258,5 +298,7 @@ class AWQQuantizer(_LlmcBase):
         from llmcompressor.modifiers.quantization import QuantizationModifier
         from llmcompressor.modifiers.transform.awq import AWQModifier
 
-        return [AWQModifier(duo_scaling=bool(scheme.setting("duo_scaling")), n_grid=int(scheme.setting("n_grid"))),
-                QuantizationModifier(config_groups={"group_0": quant_scheme}, ignore=["lm_head"])]
+        return [
+            AWQModifier(duo_scaling=bool(scheme.setting("duo_scaling")), n_grid=int(scheme.setting("n_grid"))),
+            QuantizationModifier(config_groups={"group_0": quant_scheme}, ignore=["lm_head"]),
+        ]

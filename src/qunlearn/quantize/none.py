@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from ..plugins import QUANTIZERS, QuantizerSpec, no_settings
 
-SPEC = QUANTIZERS.register(QuantizerSpec(
-    name="none", settings=no_settings(), impl="qunlearn.quantize.none:NoQuantizer",
-    summary="no quantization: the model as loaded (fp32)", nominal_bits=32))
+SPEC = QUANTIZERS.register(
+    QuantizerSpec(
+        name="none",
+        settings=no_settings(),
+        impl="qunlearn.quantize.none:NoQuantizer",
+        summary="no quantization: the model as loaded (fp32)",
+        nominal_bits=32,
+    )
+)
 
 
 class NoQuantizer:

@@ -13,7 +13,7 @@ is exactly what a deployed RTN kernel computes with.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
 from ..plugins import QUANTIZERS, QuantizerSpec
 from . import check_bits, no_grad, target_linears
@@ -24,18 +24,23 @@ if TYPE_CHECKING:
 
 @dataclass
 class RTNSettings:
-    bits: Optional[int] = None  # required, 2..8
-    group_size: Optional[int] = None  # input columns per scale; null / 0 = per output channel
+    bits: int | None = None  # required, 2..8
+    group_size: int | None = None  # input columns per scale; null / 0 = per output channel
     include_lm_head: bool = False
 
     def validate(self, where: str) -> None:
         check_bits(where, self.bits, self.group_size, "rtn")
 
 
-SPEC = QUANTIZERS.register(QuantizerSpec(
-    name="rtn", settings=RTNSettings, impl="qunlearn.quantize.rtn:RTNQuantizer",
-    summary="round-to-nearest, symmetric absmax per output channel or per group",
-    source="the paper's RTN (Zhang et al. ICLR 2025)"))
+SPEC = QUANTIZERS.register(
+    QuantizerSpec(
+        name="rtn",
+        settings=RTNSettings,
+        impl="qunlearn.quantize.rtn:RTNQuantizer",
+        summary="round-to-nearest, symmetric absmax per output channel or per group",
+        source="the paper's RTN (Zhang et al. ICLR 2025)",
+    )
+)
 
 
 def _grouped(w: torch.Tensor, group_size: int | None) -> tuple[torch.Tensor, int]:
@@ -95,8 +100,14 @@ class RTNQuantizer:
     def apply(self, model, scheme) -> dict:
         s = scheme.resolved()
         names = snap_linears(model, s["bits"], s["group_size"], s["include_lm_head"])
-        return {"quantizer": "rtn", "bits": s["bits"], "group_size": s["group_size"],
-                "symmetric": True, "include_lm_head": s["include_lm_head"], "n_layers": len(names)}
+        return {
+            "quantizer": "rtn",
+            "bits": s["bits"],
+            "group_size": s["group_size"],
+            "symmetric": True,
+            "include_lm_head": s["include_lm_head"],
+            "n_layers": len(names),
+        }
 
     def codes(self, weight: torch.Tensor, scheme) -> dict[str, torch.Tensor]:
         """The integer codes and scales a deployed RTN kernel stores for one weight."""

@@ -88,18 +88,39 @@ ITEMS = (
     Item("figure", "lr_sweep", "figures", FIGURE_FORMATS, ("metrics.csv", "lr_sweep.csv")),
     # rule aggregate_quant: the quantizer tables (paper Tables 2/3, the reviewers' bits plot, the
     # rebuttal's weight change) and their figures
-    Item("table", "table2_3_gptq_awq", "aggregate_quant", TABLE_FORMATS, ("metrics.csv",), "tab:gptq_awq",
-         "%.4g", "{:.1f}"),
+    Item(
+        "table",
+        "table2_3_gptq_awq",
+        "aggregate_quant",
+        TABLE_FORMATS,
+        ("metrics.csv",),
+        "tab:gptq_awq",
+        "%.4g",
+        "{:.1f}",
+    ),
     Item("table", "retention_by_bits", "aggregate_quant", TABLE_FORMATS, ("metrics.csv",), "tab:retention_bits"),
-    Item("table", "weight_change", "aggregate_quant", TABLE_FORMATS, ("metrics.csv", "analyses"),
-         "tab:weight_change", "%.6g", "{:.3f}"),
+    Item(
+        "table",
+        "weight_change",
+        "aggregate_quant",
+        TABLE_FORMATS,
+        ("metrics.csv", "analyses"),
+        "tab:weight_change",
+        "%.6g",
+        "{:.3f}",
+    ),
     Item("figure", "retention_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv",)),
     Item("figure", "codes_changed_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "analyses")),
 )
 RULES = tuple(dict.fromkeys(i.rule for i in ITEMS))
 # paper/'s generated sources (rules paper_numbers, paper_includes)
-PAPER_SOURCES = {"macros": "paper/macros.tex", "tables": "paper/tables.tex", "figures": "paper/figures.tex",
-                 "metrics": "paper/metrics.json", "plot": "paper/retention_by_scheme.csv"}
+PAPER_SOURCES = {
+    "macros": "paper/macros.tex",
+    "tables": "paper/tables.tex",
+    "figures": "paper/figures.tex",
+    "metrics": "paper/metrics.json",
+    "plot": "paper/retention_by_scheme.csv",
+}
 
 
 def key(stem: str, fmt: str) -> str:

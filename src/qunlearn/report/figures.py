@@ -17,8 +17,16 @@ from .studies import objective
 from .tables import MODEL_ORDER
 
 X_BITS = [32, 16, 8, 4, 3, 2]
-MARKERS = {"cast": "s", "bnb_int8": "^", "bnb_fp4": "v", "bnb_nf4": "<", "gptq": "D", "awq": "P", "rtn": "o",
-           "none": "o"}
+MARKERS = {
+    "cast": "s",
+    "bnb_int8": "^",
+    "bnb_fp4": "v",
+    "bnb_nf4": "<",
+    "gptq": "D",
+    "awq": "P",
+    "rtn": "o",
+    "none": "o",
+}
 
 
 def _pyplot():
@@ -68,20 +76,29 @@ def lr_sweep(table: pd.DataFrame, cfg: ReportConfig, target_m4: dict[str, float]
     datasets = sorted(table.dataset.unique()) if not table.empty else []
     fig, axes = plt.subplots(max(1, len(datasets)), 3, figsize=(14, 3.6 * max(1, len(datasets))), squeeze=False)
     fp, q = cfg.full_precision_scheme, cfg.quantized_scheme
-    panels = ((f"{fp} ret", f"retention at {fp}"), (f"{q} ret", f"retention at {q}"),
-              (f"{fp} M4", f"M4 at {fp} / target's"))
+    panels = (
+        (f"{fp} ret", f"retention at {fp}"),
+        (f"{q} ret", f"retention at {q}"),
+        (f"{fp} M4", f"M4 at {fp} / target's"),
+    )
     for i, ds in enumerate(datasets):
         d = table[table.dataset == ds]
         colors = {}
         for method, g in d.groupby("method", sort=True):
             color = colors.setdefault(objective(method), f"C{len(colors)}")
             g = g.assign(_lr=g.lr.astype(float)).sort_values("_lr")
-            for j, (col, title) in enumerate(panels):
+            for j, (col, _title) in enumerate(panels):
                 y = g[col].to_numpy(dtype=float)
                 if col.endswith("M4"):
                     y = y / target_m4.get(ds, math.nan)
-                axes[i][j].plot(g._lr, y, marker="o", color=color, label=method,
-                                linestyle="--" if METHODS[method].saliency_masked else "-")
+                axes[i][j].plot(
+                    g._lr,
+                    y,
+                    marker="o",
+                    color=color,
+                    label=method,
+                    linestyle="--" if METHODS[method].saliency_masked else "-",
+                )
         lrs = sorted(d.lr.astype(float).unique())
         for j, (_, title) in enumerate(panels):
             ax = axes[i][j]
@@ -106,8 +123,16 @@ def _xpos(bits: int) -> float:
     return float(X_BITS.index(bits)) if bits in X_BITS else float(np.interp(bits, [2, 32], [5, 0]))
 
 
-def by_bits(d: pd.DataFrame, value: str, ylabel: str, stem: str, out: dict[str, str], dpi: int, fp_in_line: bool,
-            symlog: bool = False) -> None:
+def by_bits(
+    d: pd.DataFrame,
+    value: str,
+    ylabel: str,
+    stem: str,
+    out: dict[str, str],
+    dpi: int,
+    fp_in_line: bool,
+    symlog: bool = False,
+) -> None:
     """One panel per (dataset, method label): RTN schemes as lines over bits (one per group size),
     every other scheme as a marker at its bits (offset sideways so the 4-bit points do not overlap).
     ``d``: rows with dataset, label, scheme, quantizer, bits, group_size, _order (scheme rank), ``value``."""
@@ -118,8 +143,9 @@ def by_bits(d: pd.DataFrame, value: str, ylabel: str, stem: str, out: dict[str, 
         if MEAN_LABEL in methods[ds]:
             methods[ds] = [m for m in methods[ds] if m != MEAN_LABEL] + [MEAN_LABEL]
     n_cols = max(len(m) for m in methods.values())
-    fig, axes = plt.subplots(len(methods), n_cols, figsize=(2.7 * n_cols, 2.6 * len(methods)), squeeze=False,
-                             sharey=True)
+    fig, axes = plt.subplots(
+        len(methods), n_cols, figsize=(2.7 * n_cols, 2.6 * len(methods)), squeeze=False, sharey=True
+    )
     # one colour and one sideways offset per scheme (or RTN group size) across all panels
     rtn_groups = sorted(set(d[d.quantizer == "rtn"].group_size.map(_group_label)))
     marker_schemes = list(dict.fromkeys(d[~d.quantizer.isin(["rtn", "none"])].sort_values("_order").scheme))
@@ -144,12 +170,26 @@ def by_bits(d: pd.DataFrame, value: str, ylabel: str, stem: str, out: dict[str, 
             for g, grp in rtn.groupby(rtn.group_size.map(_group_label), sort=True):
                 pts = pd.concat([fp, grp]) if fp_in_line else grp
                 pts = pts.sort_values("bits", ascending=False)
-                ax.plot([_xpos(b) for b in pts.bits], pts[value], "-o", ms=3, lw=1.2, color=colours[f"RTN {g}"],
-                        label=f"RTN {g}")
+                ax.plot(
+                    [_xpos(b) for b in pts.bits],
+                    pts[value],
+                    "-o",
+                    ms=3,
+                    lw=1.2,
+                    color=colours[f"RTN {g}"],
+                    label=f"RTN {g}",
+                )
             others = sub[~sub.quantizer.isin(["rtn", "none"])]
             for r in others.itertuples():
-                ax.plot(_xpos(r.bits) + offsets[r.scheme], getattr(r, value), MARKERS.get(r.quantizer, "x"),
-                        ms=5, color=colours[r.scheme], label=r.scheme, linestyle="none")
+                ax.plot(
+                    _xpos(r.bits) + offsets[r.scheme],
+                    getattr(r, value),
+                    MARKERS.get(r.quantizer, "x"),
+                    ms=5,
+                    color=colours[r.scheme],
+                    label=r.scheme,
+                    linestyle="none",
+                )
             ax.set_xticks(range(len(X_BITS)))
             ax.set_xticklabels(["fp32" if b == 32 else str(b) for b in X_BITS], fontsize=7)
             ax.set_title(f"{ds}: {label}", fontsize=7)
@@ -163,7 +203,8 @@ def by_bits(d: pd.DataFrame, value: str, ylabel: str, stem: str, out: dict[str, 
     for ax in axes.flat:
         for h, lb in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lb, h)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(8, len(handles)), fontsize=7,
-               frameon=False)
+    fig.legend(
+        list(handles.values()), list(handles), loc="lower center", ncol=min(8, len(handles)), fontsize=7, frameon=False
+    )
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, out, stem, dpi)

@@ -44,10 +44,21 @@ def parse_eval_path(path: str | Path, selected_alphas: dict | None = None) -> di
         try:
             alpha = f"{(selected_alphas or {})[(dataset, p.method)]:g}"
         except KeyError:
-            raise ValueError(f"{path}: alpha~selected but no alpha selection for ({dataset}, {p.method}) "
-                             "was given") from None
-    return {"dataset": dataset, "model_id": model_id, "model": p.base or p.kind, "method": p.method,
-            "alpha": alpha, "selected": selected, "lr": p.lr, "epochs": p.epochs, "loss": p.loss, "scheme": scheme}
+            raise ValueError(
+                f"{path}: alpha~selected but no alpha selection for ({dataset}, {p.method}) was given"
+            ) from None
+    return {
+        "dataset": dataset,
+        "model_id": model_id,
+        "model": p.base or p.kind,
+        "method": p.method,
+        "alpha": alpha,
+        "selected": selected,
+        "lr": p.lr,
+        "epochs": p.epochs,
+        "loss": p.loss,
+        "scheme": scheme,
+    }
 
 
 def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict | None = None) -> pd.DataFrame:
@@ -66,12 +77,15 @@ def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict
     for (spec, dataset, _, _), (key, value) in raw.items():
         ref = raw.get((spec, dataset, spec.relative_to, cfg.privleak_reference_scheme))
         if ref is None:
-            raise ValueError(f"{spec.column} of {key}: no eval of the {spec.relative_to} model at scheme "
-                             f"{cfg.privleak_reference_scheme!r} for dataset {dataset!r}")
+            raise ValueError(
+                f"{spec.column} of {key}: no eval of the {spec.relative_to} model at scheme "
+                f"{cfg.privleak_reference_scheme!r} for dataset {dataset!r}"
+            )
         rows.append({**key, "metric": spec.column, "value": privleak(value, ref[1])})
     df = pd.DataFrame(rows, columns=LONG_COLUMNS)
-    return df.sort_values(["dataset", "model", "method", "model_id", "scheme", "metric"],
-                          kind="stable").reset_index(drop=True)
+    return df.sort_values(["dataset", "model", "method", "model_id", "scheme", "metric"], kind="stable").reset_index(
+        drop=True
+    )
 
 
 def mark_headline(df: pd.DataFrame, headline_ids: dict[str, list[str]]) -> None:
@@ -81,9 +95,11 @@ def mark_headline(df: pd.DataFrame, headline_ids: dict[str, list[str]]) -> None:
 
 def wide_metrics(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """One row per (model, scheme) with a column per metric."""
-    return df[df.metric.isin(metrics)].pivot_table(
-        index=[*MODEL_KEY, "scheme"], columns="metric", values="value"
-    ).reset_index()
+    return (
+        df[df.metric.isin(metrics)]
+        .pivot_table(index=[*MODEL_KEY, "scheme"], columns="metric", values="value")
+        .reset_index()
+    )
 
 
 def read_metrics(path: str | Path) -> pd.DataFrame:

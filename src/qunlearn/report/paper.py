@@ -43,8 +43,18 @@ def fmt(value: float, digits: int = 2) -> str:
 
 
 def _latex_escape(text: str) -> str:
-    repl = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-            "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+    repl = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
     return "".join(repl.get(c, c) for c in text)
 
 
@@ -131,8 +141,9 @@ def retention_plot_csv(summary: dict, scheme_bits: dict[str, int | None]) -> str
     return buf.getvalue()
 
 
-def write_numbers(summary_json: str, retention_csv: str, scheme_bits: dict, macros: str,
-                  metrics: str, plot: str) -> None:
+def write_numbers(
+    summary_json: str, retention_csv: str, scheme_bits: dict, macros: str, metrics: str, plot: str
+) -> None:
     summary = runtime.read_json(summary_json)
     values = numbers(summary, read_retention(retention_csv))
     runtime.write_text_atomic(macros, macros_tex(values))
@@ -152,11 +163,17 @@ def includes(tables: list[str], figures: dict[str, str]) -> tuple[str, str]:
         if not name.endswith(".pdf"):
             continue
         stem = Path(name).stem
-        f += "\n".join([
-            r"\begin{figure}[t]", r"\centering",
-            rf"\includegraphics[width=\linewidth]{{figures/{name}}}",
-            rf"\caption{{{_latex_escape(caption)}}}", rf"\label{{fig:{stem}}}", r"\end{figure}", "",
-        ])
+        f += "\n".join(
+            [
+                r"\begin{figure}[t]",
+                r"\centering",
+                rf"\includegraphics[width=\linewidth]{{figures/{name}}}",
+                rf"\caption{{{_latex_escape(caption)}}}",
+                rf"\label{{fig:{stem}}}",
+                r"\end{figure}",
+                "",
+            ]
+        )
     return t, f
 
 
@@ -166,9 +183,11 @@ def write_includes(tables: list[str], figures: dict[str, str], tables_tex: str, 
     runtime.write_text_atomic(figures_tex, f)
 
 
-LATEX_HINT = ("the PDF needs LaTeX (latexmk, pdflatex and the LaTeX recommended packages): "
-              "run `bash scripts/install_latex.sh` (Debian/Ubuntu, uses apt) or install TeX Live; "
-              "tables, figures and macros.tex are generated without it (`snakemake --cores 2`)")
+LATEX_HINT = (
+    "the PDF needs LaTeX (latexmk, pdflatex and the LaTeX recommended packages): "
+    "run `bash scripts/install_latex.sh` (Debian/Ubuntu, uses apt) or install TeX Live; "
+    "tables, figures and macros.tex are generated without it (`snakemake --cores 2`)"
+)
 
 
 def build_pdf(main_tex: str | Path, pdf: str | Path) -> None:
@@ -181,8 +200,15 @@ def build_pdf(main_tex: str | Path, pdf: str | Path) -> None:
     paper_dir = Path(pdf).resolve().parent
     build = Path(tempfile.mkdtemp(prefix=".latex-build-", dir=paper_dir))
     try:
-        cmd = [exe, "-pdf", "-interaction=nonstopmode", "-halt-on-error", "-file-line-error",
-               f"-outdir={build}", str(Path(main_tex).resolve())]
+        cmd = [
+            exe,
+            "-pdf",
+            "-interaction=nonstopmode",
+            "-halt-on-error",
+            "-file-line-error",
+            f"-outdir={build}",
+            str(Path(main_tex).resolve()),
+        ]
         log.info("%s (in %s)", " ".join(cmd), paper_dir)
         env = {**os.environ, "SOURCE_DATE_EPOCH": os.environ.get("SOURCE_DATE_EPOCH", "0")}
         proc = subprocess.run(cmd, cwd=paper_dir, capture_output=True, text=True, env=env)

@@ -18,8 +18,16 @@ from ..config import ReportConfig
 from .frame import MODEL_KEY, parse_eval_path
 from .tables import table1
 
-WEIGHT_COLUMNS = ["n_weights", "cosine", "rel_l2", "frac_fp_changed", "frac_codes_changed",
-                  "frac_dequant_changed", "q_cosine", "q_rel_l2"]
+WEIGHT_COLUMNS = [
+    "n_weights",
+    "cosine",
+    "rel_l2",
+    "frac_fp_changed",
+    "frac_codes_changed",
+    "frac_dequant_changed",
+    "q_cosine",
+    "q_rel_l2",
+]
 KEY = ["dataset", "method", "alpha", "lr"]
 MEAN_LABEL = "mean (utility-constrained)"
 QUANTIZER_ORDER = ["none", "cast", "rtn", "bnb_int8", "bnb_fp4", "bnb_nf4", "gptq", "awq"]
@@ -43,6 +51,7 @@ def parse_analysis_path(path: str | Path, models: pd.DataFrame | None = None) ->
 def scheme_order(schemes: dict) -> list[str]:
     """Schemes from most to fewest bits, then by quantizer family (the params' JSON is key-sorted,
     so the config's order is not available here)."""
+
     def key(name):
         q = schemes[name]["quantizer"]
         rank = QUANTIZER_ORDER.index(q) if q in QUANTIZER_ORDER else len(QUANTIZER_ORDER)
@@ -53,15 +62,18 @@ def scheme_order(schemes: dict) -> list[str]:
 
 def with_scheme_facts(df: pd.DataFrame, schemes: dict) -> pd.DataFrame:
     """``df`` with each row's scheme's quantizer and bits."""
-    return df.assign(quantizer=[schemes[s]["quantizer"] for s in df.scheme],
-                     bits=[int(schemes[s]["nominal_bits"]) for s in df.scheme])
+    return df.assign(
+        quantizer=[schemes[s]["quantizer"] for s in df.scheme],
+        bits=[int(schemes[s]["nominal_bits"]) for s in df.scheme],
+    )
 
 
 def retention_by_bits(ret: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd.DataFrame:
     """Retention per (dataset, method, scheme) with the scheme's quantizer and bits, plus the mean
     of the utility-constrained methods as method ``MEAN_LABEL``."""
-    means = (ret[ret.method.isin(cfg.utility_constrained)].groupby(["dataset", "scheme"], as_index=False)
-             .retention.mean())
+    means = (
+        ret[ret.method.isin(cfg.utility_constrained)].groupby(["dataset", "scheme"], as_index=False).retention.mean()
+    )
     means = means.assign(method=MEAN_LABEL, alpha="", lr="")
     ret = ret[["dataset", "method", "alpha", "lr", "scheme", "retention"]]
     out = with_scheme_facts(pd.concat([ret, means[ret.columns]], ignore_index=True), schemes)
@@ -74,15 +86,23 @@ def retention_by_bits(ret: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd
 def method_labels(df: pd.DataFrame) -> pd.Series:
     """``method`` where a dataset has one (alpha, lr) of it, else ``method (a=.., lr=..)``."""
     counts = df.groupby(["dataset", "method"])[["alpha", "lr"]].apply(lambda g: len(g.drop_duplicates()))
-    return pd.Series([r.method if counts[(r.dataset, r.method)] == 1 or r.method == MEAN_LABEL
-                      else f"{r.method} (a={r.alpha}, lr={r.lr})" for r in df.itertuples()], index=df.index)
+    return pd.Series(
+        [
+            r.method
+            if counts[(r.dataset, r.method)] == 1 or r.method == MEAN_LABEL
+            else f"{r.method} (a={r.alpha}, lr={r.lr})"
+            for r in df.itertuples()
+        ],
+        index=df.index,
+    )
 
 
 def retention_by_bits_wide(rb: pd.DataFrame, schemes: dict) -> pd.DataFrame:
     """Rows dataset x scheme (with quantizer and bits), one column per method."""
     d = rb.assign(label=method_labels(rb))
-    wide = d.pivot_table(index=["dataset", "scheme", "quantizer", "bits"], columns="label",
-                         values="retention", sort=False).reset_index()
+    wide = d.pivot_table(
+        index=["dataset", "scheme", "quantizer", "bits"], columns="label", values="retention", sort=False
+    ).reset_index()
     wide["_s"] = wide.scheme.map({s: i for i, s in enumerate(scheme_order(schemes))})
     wide = wide.sort_values(["dataset", "_s"], kind="stable").drop(columns="_s")
     labels = [c for c in dict.fromkeys(d.label) if c != MEAN_LABEL] + [MEAN_LABEL]
@@ -118,12 +138,14 @@ def weight_change_summary(wc: pd.DataFrame) -> pd.DataFrame:
     d = wc[wc.scope == "overall"].copy()
     for c in ("frac_codes_changed", "frac_dequant_changed"):
         d[c.replace("frac_", "pct_")] = 100.0 * d[c]
-    return d[[*KEY, "scheme", "bits", "cosine", "rel_l2", "pct_codes_changed", "pct_dequant_changed",
-              "q_rel_l2"]].reset_index(drop=True)
+    return d[
+        [*KEY, "scheme", "bits", "cosine", "rel_l2", "pct_codes_changed", "pct_dequant_changed", "q_rel_l2"]
+    ].reset_index(drop=True)
 
 
 def table2_3(df: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd.DataFrame:
     """Table 1 layout restricted to full precision, GPTQ and AWQ (the paper's Tables 2 and 3)."""
-    keep = [cfg.full_precision_scheme] + [s for s in scheme_order(schemes)
-                                          if schemes[s]["quantizer"] in ("gptq", "awq")]
+    keep = [cfg.full_precision_scheme] + [
+        s for s in scheme_order(schemes) if schemes[s]["quantizer"] in ("gptq", "awq")
+    ]
     return table1(df[df.scheme.isin(keep)], keep)

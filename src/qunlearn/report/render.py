@@ -17,10 +17,17 @@ def to_latex(df: pd.DataFrame, caption: str, label: str, floatfmt: str = "{:.1f}
             return "--" if math.isnan(v) else floatfmt.format(v)
         return str(v).replace("_", r"\_").replace("~", r"\textasciitilde{}")
 
-    cols = "l" * sum(df.dtypes == object) + "r" * sum(df.dtypes != object)
-    lines = [r"\begin{table}[t]", r"\centering", rf"\caption{{{caption}}}", rf"\label{{{label}}}",
-             rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
-             " & ".join(cell(c) for c in df.columns) + r" \\", r"\midrule"]
+    cols = "l" * sum(df.dtypes == object) + "r" * sum(df.dtypes != object)  # noqa: E721 (pandas, elementwise)
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{caption}}}",
+        rf"\label{{{label}}}",
+        rf"\begin{{tabular}}{{{cols}}}",
+        r"\toprule",
+        " & ".join(cell(c) for c in df.columns) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(cell(v) for v in row) + r" \\" for row in df.itertuples(index=False)]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}", ""]
     return "\n".join(lines)
@@ -43,8 +50,11 @@ def write_table(out: dict[str, str], stem: str, table: pd.DataFrame, text: pd.Da
     render = {
         "csv": lambda: table.to_csv(index=False, float_format=item.csv_float),
         "md": lambda: to_markdown(text, item.text_float) if not text.empty else "(no rows)\n",
-        "tex": lambda: (to_latex(text, item.caption, item.label, item.text_float) if not text.empty
-                        else f"% {stem}: no rows in this config\n"),
+        "tex": lambda: (
+            to_latex(text, item.caption, item.label, item.text_float)
+            if not text.empty
+            else f"% {stem}: no rows in this config\n"
+        ),
     }
     for fmt in item.formats:
         runtime.write_text_atomic(out[item.key(fmt)], render[fmt]())

@@ -13,16 +13,28 @@ from ..selection import selected_alpha
 from . import figures
 from .catalog import key
 from .frame import column, long_metrics, mark_headline, read_metrics
-from .quant import (method_labels, retention_by_bits, retention_by_bits_wide, scheme_order, table2_3,
-                    weight_change_long, weight_change_summary)
+from .quant import (
+    method_labels,
+    retention_by_bits,
+    retention_by_bits_wide,
+    scheme_order,
+    table2_3,
+    weight_change_long,
+    weight_change_summary,
+)
 from .render import write_table
 from .studies import write_studies
 from .tables import headline_retention, retention, retention_wide, summary, table1
 
 
-def aggregate(eval_paths: list[str], report_cfg: dict, out: dict[str, str],
-              selections: dict[str, str] | None = None, headline_ids: dict[str, list[str]] | None = None,
-              studies: dict | None = None) -> None:
+def aggregate(
+    eval_paths: list[str],
+    report_cfg: dict,
+    out: dict[str, str],
+    selections: dict[str, str] | None = None,
+    headline_ids: dict[str, list[str]] | None = None,
+    studies: dict | None = None,
+) -> None:
     """The tables of rule ``aggregate`` (its figures are rule ``figures``). ``selections``:
     "dataset/method" -> selection JSON (resolves alpha~selected); ``headline_ids``: dataset -> the
     model_ids the headline tables report (every unlearned model when None); ``studies``: study ->
@@ -59,8 +71,9 @@ def draw_figures(metrics_csv: str | Path, lr_sweep_csv: str | Path, plot_cfg: di
     figures.lr_sweep(table, cfg, dict(zip(t.dataset, t.value)), out)
 
 
-def aggregate_quant(metrics_csv: str | Path, analysis_paths: list[str], report_cfg: dict, schemes: dict,
-                    out: dict[str, str]) -> None:
+def aggregate_quant(
+    metrics_csv: str | Path, analysis_paths: list[str], report_cfg: dict, schemes: dict, out: dict[str, str]
+) -> None:
     """The tables and figures of rule ``aggregate_quant`` from metrics.csv's headline rows (grid and
     sweep arms are in the study tables) and the analysis JSONs; ``schemes``: scheme -> {quantizer,
     nominal_bits, **settings}."""
@@ -79,10 +92,25 @@ def aggregate_quant(metrics_csv: str | Path, analysis_paths: list[str], report_c
     order = {s: i for i, s in enumerate(scheme_order(schemes))}
     group_size = lambda d: [schemes[s].get("group_size") for s in d.scheme]  # noqa: E731
     rbf = rb.assign(label=method_labels(rb), _order=rb.scheme.map(order))
-    figures.by_bits(rbf.assign(group_size=group_size(rbf)), "retention", "retention", "retention_vs_bits", out,
-                    cfg.figure_dpi, fp_in_line=True)
+    figures.by_bits(
+        rbf.assign(group_size=group_size(rbf)),
+        "retention",
+        "retention",
+        "retention_vs_bits",
+        out,
+        cfg.figure_dpi,
+        fp_in_line=True,
+    )
     wco = wc[wc.scope == "overall"]
     wco = wco.assign(label=method_labels(wco), pct=100.0 * wco.frac_codes_changed, _order=wco.scheme.map(order))
     wco = wco.assign(group_size=group_size(wco))
-    figures.by_bits(wco[wco.quantizer != "none"], "pct", "% codes changed", "codes_changed_vs_bits", out,
-                    cfg.figure_dpi, fp_in_line=False, symlog=True)
+    figures.by_bits(
+        wco[wco.quantizer != "none"],
+        "pct",
+        "% codes changed",
+        "codes_changed_vs_bits",
+        out,
+        cfg.figure_dpi,
+        fp_in_line=False,
+        symlog=True,
+    )

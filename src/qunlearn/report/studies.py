@@ -16,8 +16,11 @@ from .frame import metric_specs, wide_metrics
 from .render import write_table
 
 # output stem -> (study, the columns it varies); table3_sure is built from the headline arms
-STUDY_TABLES = {"lr_sweep": ("lr", ["lr"]), "epochs_ablation": ("epochs", ["epochs"]),
-                "loss_variants": ("loss_variant", ["loss"])}
+STUDY_TABLES = {
+    "lr_sweep": ("lr", ["lr"]),
+    "epochs_ablation": ("epochs", ["epochs"]),
+    "loss_variants": ("loss_variant", ["loss"]),
+}
 NUMERIC = ("alpha", "lr", "epochs")
 
 
@@ -32,8 +35,9 @@ def short_metrics() -> dict[str, str]:
     return {s.column: s.column.split("_")[0] for s in metric_specs() if not s.relative_to}
 
 
-def study_table(df: pd.DataFrame, ret: pd.DataFrame, arms: list[tuple[str, str]], vary: list[str],
-                schemes: list[str]) -> pd.DataFrame:
+def study_table(
+    df: pd.DataFrame, ret: pd.DataFrame, arms: list[tuple[str, str]], vary: list[str], schemes: list[str]
+) -> pd.DataFrame:
     """One row per arm: dataset, method, the varied columns, then M1/M2/M4 and retention per scheme."""
     ids = {tuple(a) for a in arms}
     pick = lambda d: d[[(ds, mid) in ids for ds, mid in zip(d.dataset, d.model_id)]]  # noqa: E731
@@ -71,10 +75,12 @@ def alpha_grid_table(df, ret, arms, schemes, selections: dict[str, str]) -> pd.D
         ds, method = key.split("/", 1)
         sel = runtime.read_json(path)
         chosen[(ds, method)] = (float(sel["alpha"]), {float(g["alpha"]): g["meets_utility"] for g in sel["grid"]})
-    table["meets_utility"] = [chosen.get((r.dataset, r.method), (None, {}))[1].get(float(r.alpha))
-                              for r in table.itertuples()]
-    table["selected"] = ["*" if chosen.get((r.dataset, r.method), (None,))[0] == float(r.alpha) else ""
-                         for r in table.itertuples()]
+    table["meets_utility"] = [
+        chosen.get((r.dataset, r.method), (None, {}))[1].get(float(r.alpha)) for r in table.itertuples()
+    ]
+    table["selected"] = [
+        "*" if chosen.get((r.dataset, r.method), (None,))[0] == float(r.alpha) else "" for r in table.itertuples()
+    ]
     return table
 
 
@@ -87,8 +93,14 @@ def sure_table(df, ret, cfg: ReportConfig, headline_ids: list[tuple[str, str]]) 
     return study_table(df, ret, arms, ["lr"], [cfg.full_precision_scheme, cfg.quantized_scheme])
 
 
-def write_studies(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig, studies: dict,
-                  selections: dict[str, str], out: dict[str, str]) -> None:
+def write_studies(
+    df: pd.DataFrame,
+    ret: pd.DataFrame,
+    cfg: ReportConfig,
+    studies: dict,
+    selections: dict[str, str],
+    out: dict[str, str],
+) -> None:
     get = lambda name: studies.get(name, {"arms": [], "schemes": []})  # noqa: E731
     grid = get("alpha_grid")
     write_table(out, "table4_alpha_grid", alpha_grid_table(df, ret, grid["arms"], grid["schemes"], selections))

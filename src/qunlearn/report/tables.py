@@ -52,8 +52,9 @@ def table1(df: pd.DataFrame, scheme_order: list[str]) -> pd.DataFrame:
 
 def retention_wide(ret: pd.DataFrame, schemes: list[str]) -> pd.DataFrame:
     """retention.md/.tex: one row per (dataset, method, alpha, lr), one column per scheme in ``schemes`` order."""
-    wide = ret.pivot_table(index=["dataset", "method", "alpha", "lr"], columns="scheme",
-                           values="retention").reset_index()
+    wide = ret.pivot_table(
+        index=["dataset", "method", "alpha", "lr"], columns="scheme", values="retention"
+    ).reset_index()
     return wide[[c for c in wide.columns if c not in schemes] + [s for s in schemes if s in wide]]
 
 
@@ -67,9 +68,7 @@ def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
         t = df[(df.dataset == ds) & (df.model == "target") & (df.metric == column("knowmem_f"))].set_index("scheme")
         fp = t.value.get(cfg.full_precision_scheme, math.nan)
         out[ds] = {
-            "mean_retention_utility_constrained": {
-                s: float(g.retention.mean()) for s, g in r.groupby("scheme")
-            },
+            "mean_retention_utility_constrained": {s: float(g.retention.mean()) for s, g in r.groupby("scheme")},
             "target_m2_relative_to_full_precision": {
                 s: (float(v / fp) if fp > 0 else math.nan) for s, v in t.value.items()
             },
@@ -77,8 +76,10 @@ def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
             "mean_retention_sure": {
                 s: float(g.retention.mean()) for s, g in ret[(ret.dataset == ds) & masked].groupby("scheme")
             },
-            "alpha": {m: float(a) for m, a in
-                      ret[ret.dataset == ds].drop_duplicates("method").set_index("method").alpha.items()},
+            "alpha": {
+                m: float(a)
+                for m, a in ret[ret.dataset == ds].drop_duplicates("method").set_index("method").alpha.items()
+            },
         }
     return out
 
@@ -89,4 +90,3 @@ def headline_retention(ret: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     ret = ret.copy()
     ret.insert(len(MODEL_KEY), "headline", [(d, m) in head for d, m in zip(ret.dataset, ret.model_id)])
     return ret
-

@@ -13,7 +13,7 @@ Torch-free at import (the plugin modules that subclass it are imported by dry ru
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import torch
@@ -37,7 +37,7 @@ class UnlearningMethod:
         A method that trains a subset freezes the others here, so no gradient is computed for them."""
         return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
-    def losses(self, model, reference, forget_batch: dict, retain_batch: Optional[dict]) -> dict[str, torch.Tensor]:
+    def losses(self, model, reference, forget_batch: dict, retain_batch: dict | None) -> dict[str, torch.Tensor]:
         """``forget``, ``retain`` (when the method has a retain term and retain data was given) and
         ``loss``, the total the optimizer minimises. ``retain_batch`` is None unless the spec
         declares ``needs_retain``."""

@@ -39,8 +39,16 @@ def build_method(cfg: UnlearnConfig):
     return spec.load()(spec=spec, alpha=cfg.alpha, settings=settings, loss_variant=cfg.loss_variant)
 
 
-def unlearn(model, tokenizer, forget_texts: list[str], retain_texts: list[str], cfg: UnlearnConfig,
-            seed: int, max_length: int, progress: bool = True) -> dict:
+def unlearn(
+    model,
+    tokenizer,
+    forget_texts: list[str],
+    retain_texts: list[str],
+    cfg: UnlearnConfig,
+    seed: int,
+    max_length: int,
+    progress: bool = True,
+) -> dict:
     """Unlearn ``forget_texts`` from ``model`` in place; returns the loss history."""
     from tqdm.auto import tqdm
 

@@ -35,8 +35,9 @@ def ga_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return -token_nll(logits, labels)
 
 
-def npo_loss(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, beta: float,
-             variant: str = "faithful") -> torch.Tensor:
+def npo_loss(
+    logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, beta: float, variant: str = "faithful"
+) -> torch.Tensor:
     """NPO: -(2/beta) * mean log sigmoid(-beta * (log p_theta(x) - log p_ref(x)))."""
     if variant == "faithful":
         log_ratio = sequence_logprob(logits, labels) - sequence_logprob(ref_logits, labels)
@@ -47,8 +48,9 @@ def npo_loss(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tenso
     return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
 
 
-def kl_retain_loss(logits: torch.Tensor, ref_logits: torch.Tensor, attention_mask: torch.Tensor,
-                   variant: str = "faithful") -> torch.Tensor:
+def kl_retain_loss(
+    logits: torch.Tensor, ref_logits: torch.Tensor, attention_mask: torch.Tensor, variant: str = "faithful"
+) -> torch.Tensor:
     """KL(p_ref(.|x_r) || p_theta(.|x_r))."""
     if variant == "faithful":
         logp = torch.log_softmax(logits.float(), dim=-1)
@@ -58,6 +60,7 @@ def kl_retain_loss(logits: torch.Tensor, ref_logits: torch.Tensor, attention_mas
         return (kl_tok * mask).sum() / mask.sum().clamp_min(1.0)
     if variant == "paper_code":
         v = logits.size(-1)
-        return F.kl_div(logits.float().reshape(-1, v), ref_logits.float().reshape(-1, v),
-                        reduction="batchmean", log_target=True)
+        return F.kl_div(
+            logits.float().reshape(-1, v), ref_logits.float().reshape(-1, v), reduction="batchmean", log_target=True
+        )
     raise ValueError(f"unknown loss variant {variant!r}")

@@ -94,5 +94,6 @@ class ObjectiveMethod(UnlearningMethod):
 
 # The implementations the specs name (GA, GA_GDR, ..., NPO_KLR).
 for _name, _forget, _retain in OBJECTIVES:
-    globals()[_name.upper()] = type(_name.upper(), (ObjectiveMethod,),
-                                    {"forget": _forget, "retain": _retain, "__module__": __name__})
+    globals()[_name.upper()] = type(
+        _name.upper(), (ObjectiveMethod,), {"forget": _forget, "retain": _retain, "__module__": __name__}
+    )

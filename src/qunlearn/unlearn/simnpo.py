@@ -27,11 +27,17 @@ class SimNPOSettings(MethodSettings):
             raise ConfigError(f"{where}.beta: must be > 0, got {self.beta}")
 
 
-SPEC = METHODS.register(MethodSpec(
-    name="simnpo", settings=SimNPOSettings, impl="qunlearn.unlearn.simnpo:SimNPO",
-    summary="SimNPO: reference-free, length-normalised NPO + alpha NLL(x_r)",
-    source='Fan et al. 2024, "Simplicity prevails" (arXiv 2410.07163)',
-    needs_retain=True, family="npo"))
+SPEC = METHODS.register(
+    MethodSpec(
+        name="simnpo",
+        settings=SimNPOSettings,
+        impl="qunlearn.unlearn.simnpo:SimNPO",
+        summary="SimNPO: reference-free, length-normalised NPO + alpha NLL(x_r)",
+        source='Fan et al. 2024, "Simplicity prevails" (arXiv 2410.07163)',
+        needs_retain=True,
+        family="npo",
+    )
+)
 
 
 def simnpo_loss(logits, labels, beta: float, gamma: float):
@@ -52,8 +58,9 @@ class SimNPO(UnlearningMethod):
         def logits(batch):
             return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
 
-        out = {"forget": simnpo_loss(logits(forget_batch), forget_batch["labels"], self.settings.beta,
-                                     self.settings.gamma)}
+        out = {
+            "forget": simnpo_loss(logits(forget_batch), forget_batch["labels"], self.settings.beta, self.settings.gamma)
+        }
         out["retain"] = token_nll(logits(retain_batch), retain_batch["labels"])
         out["loss"] = out["forget"] + self.alpha * out["retain"]
         return out

@@ -62,8 +62,9 @@ def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
     return values.kthvalue(k).values
 
 
-def saliency_masks(named_grads: dict[str, torch.Tensor], percentile: float = 90.0,
-                   level: str = "row") -> dict[str, torch.Tensor]:
+def saliency_masks(
+    named_grads: dict[str, torch.Tensor], percentile: float = 90.0, level: str = "row"
+) -> dict[str, torch.Tensor]:
     """{name: bool mask over rows (2-D) or entries (1-D)}: True = may change this step."""
     import torch
 
@@ -76,8 +77,9 @@ def saliency_masks(named_grads: dict[str, torch.Tensor], percentile: float = 90.
     if level == "module":
         totals = torch.stack([s.sum() for s in scores.values()])
         threshold = _quantile(totals, percentile / 100.0)
-        return {n: torch.full_like(s, bool(t >= threshold), dtype=torch.bool)
-                for (n, s), t in zip(scores.items(), totals)}
+        return {
+            n: torch.full_like(s, bool(t >= threshold), dtype=torch.bool) for (n, s), t in zip(scores.items(), totals)
+        }
     raise ValueError(f"unknown saliency level {level!r}; use 'row' or 'module'")
 
 
@@ -113,8 +115,9 @@ class SUREMethod(ObjectiveMethod):
 
     def masks(self, params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
         """Masks from the gradients currently held (the forget loss's, when ``backward`` calls it)."""
-        return saliency_masks({n: p.grad for n, p in params.items() if p.grad is not None},
-                              self.settings.percentile, self.settings.level)
+        return saliency_masks(
+            {n: p.grad for n, p in params.items() if p.grad is not None}, self.settings.percentile, self.settings.level
+        )
 
     def transform_gradients(self, params):
         apply_masks(params, self._masks)
@@ -126,10 +129,18 @@ class SUREMethod(ObjectiveMethod):
 for _name, _forget, _retain in OBJECTIVES:
     if _retain is not None:
         _spec = objective_spec(_name, _forget, _retain, objective=_name, saliency_masked=True)
-        METHODS.register(type(_spec)(**{
-            **_spec.__dict__, "name": f"{_name}_sure", "impl": f"qunlearn.unlearn.sure:{_name.upper()}_SURE",
-            "settings": NPOSURESettings if _forget == "npo" else SURESettings,
-            "summary": f"SURE: {_spec.summary}, updates masked to the forget-salient rows",
-            "source": "Zhang et al. ICLR 2025, section 6 (SURE)"}))
-        globals()[f"{_name.upper()}_SURE"] = type(f"{_name.upper()}_SURE", (SUREMethod,),
-                                                  {"forget": _forget, "retain": _retain, "__module__": __name__})
+        METHODS.register(
+            type(_spec)(
+                **{
+                    **_spec.__dict__,
+                    "name": f"{_name}_sure",
+                    "impl": f"qunlearn.unlearn.sure:{_name.upper()}_SURE",
+                    "settings": NPOSURESettings if _forget == "npo" else SURESettings,
+                    "summary": f"SURE: {_spec.summary}, updates masked to the forget-salient rows",
+                    "source": "Zhang et al. ICLR 2025, section 6 (SURE)",
+                }
+            )
+        )
+        globals()[f"{_name.upper()}_SURE"] = type(
+            f"{_name.upper()}_SURE", (SUREMethod,), {"forget": _forget, "retain": _retain, "__module__": __name__}
+        )
