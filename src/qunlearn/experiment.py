@@ -22,7 +22,6 @@ from typing import Any
 from . import paths
 from .config import (
     MOVED_UNLEARN_KEYS,
-    AlphaSelectionConfig,
     ComputeConfig,
     ConfigError,
     DatasetConfig,
@@ -30,7 +29,6 @@ from .config import (
     GenerationConfig,
     ModelConfig,
     PretrainedConfig,
-    ReleaseConfig,
     ReportConfig,
     SweepsConfig,
     TrainConfig,
@@ -45,10 +43,6 @@ from .registries import PLUGIN_MODULES  # noqa: F401  (fills the registries)
 
 STUDIES = ("alpha_grid", "lr", "epochs", "loss_variant")
 SWEEP_COORDINATE = {"lr": "lr", "epochs": "epochs", "loss_variant": "loss"}  # study -> the Arm field it varies
-
-
-def _stage_params(obj) -> dict:
-    return to_dict(obj)
 
 
 class Experiment:
@@ -493,12 +487,3 @@ class Experiment:
                 "schemes": self.study_schemes(study) if arms else [],
             }
         return out
-
-    def model_ids(self, dataset: str) -> list[str]:
-        return list(BASES) + [a.model_id for a in self.unlearn_jobs(dataset)]
-
-    def release_config(self, dataset: str) -> ReleaseConfig:
-        return self.datasets[dataset].release
-
-    def alpha_selection(self) -> AlphaSelectionConfig:
-        return self.unlearn.alpha_selection
