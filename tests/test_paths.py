@@ -20,6 +20,8 @@ IDS = [
     derived_id(ARM.model_id, "prune", {"sparsity": "0.5", "kind": "wanda"}),
     derived_id(derived_id(external_id("mine"), "relearn", {"steps": "50"}), "noise", {"c": "0.25"}),
     derived_id("retrain", "merge"),
+    ARM.replace(seed="1").model_id,
+    derived_id(Arm("news", "ga", "2", "1e-05", "10", "faithful", "7").model_id, "noise", {"c": "0.5"}),
 ]
 
 
@@ -50,6 +52,21 @@ def test_output_paths_round_trip(model_id, scheme):
     assert paths.parse(paths.MODEL, paths.model_dir("synth", model_id))["model_id"] == model_id
 
 
+def test_the_base_seed_keeps_the_ids_it_always_had():
+    """An arm without a seed (the config's base seed) has exactly the pre-seed id; a replicate's
+    seed segment sits after the method, so its directory is never inside the base-seed arm's."""
+    assert ARM.model_id == "unlearn/npo_gdr_sure/alpha~selected/lr~0.001/epochs~40/loss~paper_code"
+    seeded = ARM.replace(seed="3")
+    assert seeded.model_id == "unlearn/npo_gdr_sure/seed~3/alpha~selected/lr~0.001/epochs~40/loss~paper_code"
+    assert parse_model_id(seeded.model_id).seed == "3" and parse_model_id(ARM.model_id).seed == ""
+    assert parse_model_id(seeded.model_id).arm("synth") == seeded.replace(dataset="synth")
+    assert paths.seedless_id(seeded.model_id) == ARM.model_id and paths.seed_of(seeded.model_id) == "3"
+    inner = derived_id(seeded.model_id, "noise", {"c": "0.5"})
+    assert paths.seedless_id(inner) == derived_id(ARM.model_id, "noise", {"c": "0.5"})
+    assert paths.seed_of(ARM.model_id) == "" and paths.seedless_id("target") == "target"
+    assert not paths.model_dir("synth", seeded.model_id).startswith(paths.model_dir("synth", ARM.model_id) + "/")
+
+
 def test_derived_models_never_live_inside_their_parent():
     """Rewriting a parent (atomic replace of its directory) must not touch a derived model."""
     for model_id in IDS:
@@ -68,6 +85,8 @@ def test_derived_models_never_live_inside_their_parent():
         "derived/x/of",
         "derived/x/k~v",
         "unlearn/ga/alpha~1/lr~1/epochs~1",
+        "unlearn/ga/alpha~1/lr~1/epochs~1/loss~faithful/seed~1",  # the seed goes after the method
+        "unlearn/ga/seed~x/alpha~1/lr~1/epochs~1/loss~faithful",
         "Target",
         "",
     ],

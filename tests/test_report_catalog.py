@@ -17,7 +17,19 @@ from qunlearn.report.tables import retention
 from qunlearn.selection import select_alpha
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-LAYERS = ["retention", "catalog", "frame", "render", "tables", "studies", "quant", "figures", "paper", "stages"]
+LAYERS = [
+    "retention",
+    "intervals",
+    "catalog",
+    "frame",
+    "render",
+    "tables",
+    "studies",
+    "quant",
+    "figures",
+    "paper",
+    "stages",
+]
 
 
 def test_catalog_imports_neither_pandas_nor_torch():

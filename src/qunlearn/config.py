@@ -334,6 +334,23 @@ class EvalConfig(GenerationConfig):
 
 
 @dataclass
+class BootstrapConfig:
+    """The intervals of the tables (report.bootstrap): a percentile bootstrap over the evaluated items
+    (and over seeds where there are several), ``resamples`` draws from a generator seeded with
+    ``seed``; ``level`` is the interval's coverage."""
+
+    resamples: int = 1000
+    seed: int = 0
+    level: float = 0.95
+
+    def validate(self, where: str) -> None:
+        if self.resamples < 1:
+            raise ConfigError(f"{where}.resamples: must be >= 1, got {self.resamples}")
+        if not 0.0 < self.level < 1.0:
+            raise ConfigError(f"{where}.level: must be in (0, 1), got {self.level}")
+
+
+@dataclass
 class ReportConfig:
     full_precision_scheme: str = field(default="fp32", metadata={"figures": True})
     privleak_reference_scheme: str = "fp32"
@@ -344,6 +361,8 @@ class ReportConfig:
     figure_dpi: int = field(default=150, metadata={"figure_only": True})
     # compared with full precision in the SURE table and the lr figure
     quantized_scheme: str = field(default="rtn4", metadata={"figures": True})
+    # the intervals of the tables and the figures' error bars (report/intervals.py)
+    bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
 
 
 @dataclass
@@ -405,6 +424,34 @@ class SweepsConfig:
     lr: LrSweepConfig | None = None
     epochs: EpochSweepConfig | None = None
     loss_variant: LossVariantSweepConfig | None = None
+
+
+@dataclass
+class SeedsConfig:
+    """Replicates (top-level ``seeds``): the headline arms of ``methods`` (null = every method) are
+    unlearned, calibrated (GPTQ/AWQ), evaluated and analysed once per seed in ``values``, which
+    must contain the config's ``seed`` (the base seed: the arms as they are without ``seeds``). The
+    bases, the alpha grids, the selections and the studies run at the base seed only. ``seeds:
+    [0, 1]`` is short for ``seeds: {values: [0, 1]}``."""
+
+    values: list[int] = field(default_factory=list)
+    methods: list[str] | None = None
+
+    def validate(self, where: str) -> None:
+        if len(set(self.values)) != len(self.values) or any(v < 0 for v in self.values):
+            raise ConfigError(f"{where}.values: distinct non-negative integers, got {self.values}")
+
+
+def seeds_config(raw, base_seed: int) -> SeedsConfig:
+    """The top-level ``seeds`` (a list or a mapping; absent = the base seed alone)."""
+    if raw is None:
+        return SeedsConfig([base_seed])
+    cfg = from_dict(SeedsConfig, {"values": raw} if isinstance(raw, list) else raw, "seeds")
+    if not cfg.values:
+        cfg.values = [base_seed]
+    if base_seed not in cfg.values:
+        raise ConfigError(f"seeds.values: must contain the base seed (seed: {base_seed}), got {cfg.values}")
+    return cfg
 
 
 @dataclass

@@ -10,6 +10,11 @@ Planning vocabulary:
 - the *alpha grid* of a method with two or more alphas is run where its selection is made;
 - the *studies* (``sweeps.lr``, ``sweeps.epochs``, ``sweeps.loss_variant``) vary one coordinate of a
   headline arm;
+- a *replicate* is a headline arm run with another seed of ``seeds`` (its id has ``seed~<n>``); the
+  base seed (``seed``) is the arm itself. Replicates train from the same bases and read the base
+  seed's alpha selection (the grid and the studies run at the base seed only: the seeds measure the
+  variation of the tables' rows at fixed hyper-parameters); their unlearning, calibration (GPTQ/AWQ
+  with ``calibration_seed + n + 1``), evaluations and analysis are their own;
 - an *evaluation* is (dataset, model id, scheme).
 """
 
@@ -30,11 +35,13 @@ from .config import (
     ModelConfig,
     PretrainedConfig,
     ReportConfig,
+    SeedsConfig,
     SweepsConfig,
     TrainConfig,
     UnlearnConfig,
     UnlearnSection,
     from_dict,
+    seeds_config,
     to_dict,
 )
 from .paths import BASES, SELECTED, Arm, fmt_num
@@ -71,6 +78,7 @@ class Experiment:
                 )
         self.unlearn: UnlearnSection = from_dict(UnlearnSection, config.get("unlearn"), "unlearn")
         self.sweeps: SweepsConfig = from_dict(SweepsConfig, config.get("sweeps"), "sweeps")
+        self.seeds: SeedsConfig = seeds_config(config.get("seeds"), self.seed)
         raw_schemes = (config.get("quantize") or {}).get("schemes") or {}
         if not raw_schemes:
             raise ConfigError("quantize.schemes: at least one scheme")
@@ -115,6 +123,8 @@ class Experiment:
             self.selection_source(next(iter(self.datasets)), m)  # alphas present or inherited
         for s in self.unlearn.alpha_selection.schemes:
             self._known_scheme(s, "unlearn.alpha_selection.schemes")
+        for m in self.seeds.methods or []:
+            self._known_method(m, "seeds.methods")
         for study, sweep in self._sweeps():
             for m in sweep.methods:
                 self._known_method(m, f"sweeps.{study}.methods")
@@ -237,6 +247,25 @@ class Experiment:
             for m in self.dataset_methods(ds)
         ]
 
+    def replicate_seeds(self) -> list[int]:
+        """The seeds other than the base seed, in config order."""
+        return [s for s in self.seeds.values if s != self.seed]
+
+    def replicate_arms(self, dataset: str | None = None) -> list[Arm]:
+        """The headline arms of ``seeds.methods`` again with every other seed (empty with one seed)."""
+        only = self.seeds.methods
+        return [
+            a.replace(seed=str(s))
+            for s in self.replicate_seeds()
+            for a in self.headline_arms(dataset)
+            if only is None or a.method in only
+        ]
+
+    def model_seed(self, model_id: str) -> int:
+        """The seed a model's jobs run with: a replicate's own, else the base seed."""
+        seed = paths.seed_of(model_id)
+        return int(seed) if seed else self.seed
+
     def grid_arms(self, dataset: str, method: str) -> list[Arm]:
         """The alpha grid of (dataset, method), run where the selection is made (selection_source)."""
         return [self.headline_arm(dataset, method, alpha=a) for a in self.grid_alphas(method)]
@@ -245,7 +274,11 @@ class Experiment:
         """The grid arms that differ from a selected ``arm`` only in alpha: the selected one among them
         is the model ``arm`` would train, so the unlearn job copies it (training is deterministic;
         tests/test_e2e.py checks the copy against a fresh run's bytes)."""
-        if arm.alpha != SELECTED or self.selection_source(arm.dataset, arm.method) != (arm.dataset, arm.method):
+        if (
+            arm.alpha != SELECTED
+            or arm.seed
+            or self.selection_source(arm.dataset, arm.method) != (arm.dataset, arm.method)
+        ):
             return []
         return [
             t
@@ -296,13 +329,13 @@ class Experiment:
 
     @cached_property
     def _unlearn_jobs(self) -> list[Arm]:
-        arms = set(self.headline_arms())
+        arms = set(self.headline_arms()) | set(self.replicate_arms())
         for study in STUDIES:
             arms |= set(self.study_arms(study))
         return sorted(arms)
 
     def unlearn_jobs(self, dataset: str | None = None) -> list[Arm]:
-        """Every unlearned model the config asks for (headline, alpha grid, sweeps), each once."""
+        """Every unlearned model the config asks for (headline, replicates, alpha grid, sweeps), each once."""
         return [a for a in self._unlearn_jobs if dataset is None or a.dataset == dataset]
 
     def unlearn_params(self, arm: Arm) -> dict:
@@ -337,13 +370,16 @@ class Experiment:
 
     @cached_property
     def evaluations(self) -> list[tuple[str, str, str]]:
-        """(dataset, model_id, scheme) of every evaluation: bases and headline arms at every scheme of
-        their dataset (a method's ``schemes`` narrows its arm's), grid and sweep arms at their study's."""
+        """(dataset, model_id, scheme) of every evaluation: bases, headline arms and their replicates at
+        every scheme of their dataset (a method's ``schemes`` narrows its arm's), grid and sweep arms
+        at their study's."""
         out = set()
         for ds in self.datasets:
             out |= {(ds, base, s) for base in BASES for s in self.dataset_schemes(ds)}
         out |= {
-            (a.dataset, a.model_id, s) for a in self.headline_arms() for s in self.headline_schemes(a.dataset, a.method)
+            (a.dataset, a.model_id, s)
+            for a in self.headline_arms() + self.replicate_arms()
+            for s in self.headline_schemes(a.dataset, a.method)
         }
         for study in STUDIES:
             arms = self.study_arms(study)
@@ -375,9 +411,9 @@ class Experiment:
         return paths.model_dir(dataset, model_id)
 
     def analysis_model_ids(self, dataset: str) -> list[str]:
-        """The models whose weight change is analysed: the headline arms (grid and sweep arms are
-        evaluated only)."""
-        return sorted(a.model_id for a in self.headline_arms(dataset))
+        """The models whose weight change is analysed: the headline arms and their replicates (grid and
+        sweep arms are evaluated only)."""
+        return sorted(a.model_id for a in self.headline_arms(dataset) + self.replicate_arms(dataset))
 
     def analysis_dirs(self) -> list[str]:
         return [paths.analysis_dir(ds, mid) for ds in self.datasets for mid in self.analysis_model_ids(ds)]
@@ -443,6 +479,15 @@ class Experiment:
     def scheme_params(self, scheme: str) -> dict:
         return self.schemes[scheme].resolved()
 
+    def quantize_params(self, model_id: str, scheme: str) -> dict:
+        """A calibrated scheme's settings for one model: a replicate with seed n draws its calibration
+        sample with ``calibration_seed + n + 1`` (never the base seed's, and distinct per seed)."""
+        params = self.scheme_params(scheme)
+        seed = paths.seed_of(model_id)
+        if seed and "calibration_seed" in params:
+            params["calibration_seed"] += int(seed) + 1
+        return params
+
     def calibrated_scheme_names(self) -> list[str]:
         return [s for s, v in self.schemes.items() if v.calibrated]
 
@@ -458,22 +503,22 @@ class Experiment:
 
     def report_table_params(self) -> dict:
         """The report settings the tables depend on (a figure-only setting reruns only the figures)."""
-        return {
-            f.name: getattr(self.report, f.name)
-            for f in dataclasses.fields(ReportConfig)
-            if not f.metadata.get("figure_only")
-        }
+        full = to_dict(self.report)
+        return {f.name: full[f.name] for f in dataclasses.fields(ReportConfig) if not f.metadata.get("figure_only")}
 
     def report_figure_params(self) -> dict:
+        full = to_dict(self.report)
         return {
-            f.name: getattr(self.report, f.name)
+            f.name: full[f.name]
             for f in dataclasses.fields(ReportConfig)
             if f.metadata.get("figure_only") or f.metadata.get("figures")
         }
 
     def headline_ids(self) -> dict[str, list[str]]:
         # sorted: the order of keys in the config file must not change params (and so rerun the report)
-        return {ds: sorted(a.model_id for a in self.headline_arms(ds)) for ds in self.datasets}
+        return {
+            ds: sorted(a.model_id for a in self.headline_arms(ds) + self.replicate_arms(ds)) for ds in self.datasets
+        }
 
     def studies_for_report(self) -> dict:
         """What the study tables need: each study's arms and schemes, and the headline arms."""

@@ -4,6 +4,7 @@ Model ids (``{model_id}`` in paths; docs: "Paths and model ids"):
 
     target | retrain                                         a base, as released
     unlearn/<method>/alpha~<a>/lr~<lr>/epochs~<e>/loss~<v>   an unlearned arm (a = a number | selected)
+    unlearn/<method>/seed~<n>/alpha~<a>/...                  the same arm unlearned with another seed
     external/<name>                                          a model made elsewhere (a user's checkpoint)
     derived/<transform>/<key>~<value>/.../of/<model id>      a transform of another model id
                                                              (an attack, a merge, a deployment mode)
@@ -11,6 +12,11 @@ Model ids (``{model_id}`` in paths; docs: "Paths and model ids"):
 Derived ids nest: ``derived/noise/c~0.5/of/derived/relearn/steps~100/of/target``. They live under
 ``models/derived/`` rather than inside their parent's directory, so that rewriting a parent never
 touches a derived model. evaluate, quantize and analysis take any model id.
+
+The seed coordinate: an arm run with the config's ``seed`` (the base seed) has no seed segment, so a
+one-seed config has the ids it always had; a replicate with another seed of ``seeds`` carries
+``seed~<n>`` right after the method. (Not at the end: the replicate's directory would then sit inside
+the base-seed arm's directory, and rewriting one would touch the other.)
 
 Output paths are patterns with ``{wildcards}`` (the Snakemake rules use them as they are) and
 functions that fill them; ``parse_*`` are their inverses. Round trips are tested
@@ -26,6 +32,7 @@ RESULTS = "results"
 BASES = ("target", "retrain")
 SELECTED = "selected"  # the alpha of an arm whose alpha comes from the alpha selection
 ARM_FIELDS = ("alpha", "lr", "epochs", "loss")
+SEED = "seed"  # the key of an arm's seed segment
 
 # --- output path patterns (wildcards in braces) ----------------------------------------------------
 DATA = f"{RESULTS}/{{dataset}}/data"
@@ -43,10 +50,12 @@ PAPER_TABLE = "paper/tables/{name}"
 PAPER_FIGURE = "paper/figures/{name}"
 # The path pattern of an unlearned arm's model id, with the arm's wildcards.
 ARM = "unlearn/{method}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}"
+# ... of a replicate with a seed other than the base seed (rule unlearn_seeded)
+ARM_SEEDED = "unlearn/{method}/seed~{seed}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}"
 
 # --- model ids ----------------------------------------------------------------------------------------
 _SEG = r"[^/~]+"
-_ARM_RE = rf"unlearn/{_SEG}/alpha~{_SEG}/lr~{_SEG}/epochs~{_SEG}/loss~{_SEG}"
+_ARM_RE = rf"unlearn/{_SEG}(?:/seed~[0-9]+)?/alpha~{_SEG}/lr~{_SEG}/epochs~{_SEG}/loss~{_SEG}"
 _EXTERNAL_RE = rf"external/{_SEG}"
 _ROOT_RE = rf"(?:target|retrain|{_ARM_RE}|{_EXTERNAL_RE})"
 _DERIVED_PREFIX_RE = rf"derived/{_SEG}(?:/{_SEG}~{_SEG})*/of/"
@@ -62,7 +71,8 @@ def fmt_num(x: float) -> str:
 @dataclass(frozen=True, order=True)
 class Arm:
     """One unlearned model of a dataset: a method with an alpha (a number or 'selected'), an lr,
-    epochs and a loss variant (all as their path text)."""
+    epochs and a loss variant (all as their path text), and the seed of a replicate ('' = the base
+    seed: no seed segment in the id)."""
 
     dataset: str
     method: str
@@ -70,10 +80,14 @@ class Arm:
     lr: str
     epochs: str
     loss: str
+    seed: str = ""
 
     @property
     def model_id(self) -> str:
-        return ARM.format(method=self.method, alpha=self.alpha, lr=self.lr, epochs=self.epochs, loss=self.loss)
+        fields = dict(method=self.method, alpha=self.alpha, lr=self.lr, epochs=self.epochs, loss=self.loss)
+        if self.seed:
+            return ARM_SEEDED.format(seed=self.seed, **fields)
+        return ARM.format(**fields)
 
     @property
     def selected(self) -> bool:
@@ -81,6 +95,18 @@ class Arm:
 
     def replace(self, **fields) -> Arm:
         return Arm(**{**self.__dict__, **fields})
+
+
+def seedless_id(model_id: str) -> str:
+    """The id of the base-seed run a model id replicates (itself when it has no seed segment, also
+    inside a derived id): the key under which the tables combine seeds."""
+    return re.sub(r"(^|/)(unlearn/[^/~]+)/seed~[0-9]+/", r"\1\2/", model_id)
+
+
+def seed_of(model_id: str) -> str:
+    """The seed segment's value of a model id ('' when it has none: the base seed)."""
+    m = re.search(r"(?:^|/)unlearn/[^/~]+/seed~([0-9]+)/", model_id)
+    return m.group(1) if m else ""
 
 
 def external_id(name: str) -> str:
@@ -117,6 +143,7 @@ class ModelIdParts:
     lr: str = ""
     epochs: str = ""
     loss: str = ""
+    seed: str = ""  # kind unlearn: a replicate's seed ('' = the base seed)
     name: str = ""  # kind external
     transform: str = ""  # kind derived
     settings: tuple[tuple[str, str], ...] = ()
@@ -130,7 +157,7 @@ class ModelIdParts:
     def arm(self, dataset: str) -> Arm:
         if self.kind != "unlearn":
             raise ValueError(f"{self.model_id!r} is not an unlearned arm")
-        return Arm(dataset, self.method, self.alpha, self.lr, self.epochs, self.loss)
+        return Arm(dataset, self.method, self.alpha, self.lr, self.epochs, self.loss, self.seed)
 
 
 def parse_model_id(model_id: str) -> ModelIdParts:
@@ -138,7 +165,7 @@ def parse_model_id(model_id: str) -> ModelIdParts:
     if not _MODEL_ID.match(model_id):
         raise ValueError(
             f"{model_id!r}: not a model id (target | retrain | "
-            "unlearn/<method>/alpha~A/lr~L/epochs~E/loss~V | external/<name> | "
+            "unlearn/<method>[/seed~N]/alpha~A/lr~L/epochs~E/loss~V | external/<name> | "
             "derived/<transform>/<key>~<value>.../of/<model id>)"
         )
     parts = model_id.split("/")
@@ -146,7 +173,8 @@ def parse_model_id(model_id: str) -> ModelIdParts:
         return ModelIdParts("base", model_id, base=model_id)
     if parts[0] == "unlearn":
         values = dict(p.split("~", 1) for p in parts[2:])
-        return ModelIdParts("unlearn", model_id, method=parts[1], **{k: values[k] for k in ARM_FIELDS})
+        fields = {k: values[k] for k in ARM_FIELDS}
+        return ModelIdParts("unlearn", model_id, method=parts[1], seed=values.get(SEED, ""), **fields)
     if parts[0] == "external":
         return ModelIdParts("external", model_id, name=parts[1])
     i = parts.index("of")

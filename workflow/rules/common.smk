@@ -35,6 +35,7 @@ wildcard_constraints:
     lr=r"[0-9.e+-]+",
     epochs=r"[0-9]+",
     loss=_alt(LOSS_VARIANTS),
+    seed=r"[0-9]+",
     scheme=_alt(EXP.schemes),
     model_id=paths.MODEL_ID_REGEX,
 
@@ -45,7 +46,7 @@ def as_json(obj):
 
 
 def arm_of(w):
-    return paths.Arm(w.dataset, w.method, w.alpha, w.lr, w.epochs, w.loss)
+    return paths.Arm(w.dataset, w.method, w.alpha, w.lr, w.epochs, w.loss, w.get("seed", ""))
 
 
 # --- report: every table and figure is declared once, in qunlearn.report.catalog (stem, caption,

@@ -24,6 +24,6 @@ rule evaluate:
     params:
         scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
         evaluate=as_json(EXP.evaluate_params()),
-        seed=SEED,
+        seed=lambda w: EXP.model_seed(w.model_id),
     script:
         f"{SCRIPTS}/evaluate.py"

@@ -18,7 +18,7 @@ rule quantize:
     resources:
         **job_resources("quantize"),
     params:
-        scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
-        seed=SEED,
+        scheme=lambda w: as_json(EXP.quantize_params(w.model_id, w.scheme)),
+        seed=lambda w: EXP.model_seed(w.model_id),
     script:
         f"{SCRIPTS}/quantize.py"

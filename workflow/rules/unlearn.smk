@@ -1,5 +1,6 @@
 rule unlearn:
-    """Unlearn D_f from the released target: one method, alpha (or the selected one), lr, epochs, loss."""
+    """Unlearn D_f from the released target: one method, alpha (or the selected one), lr, epochs, loss.
+    unlearn_seeded: the same for a replicate with another seed of `seeds` (its id has seed~<n>)."""
     input:
         unpack(lambda w: EXP.unlearn_inputs(arm_of(w))),
     output:
@@ -16,9 +17,18 @@ rule unlearn:
     params:
         unlearn=lambda w: as_json(EXP.unlearn_params(arm_of(w))),
         max_length=EXP.model.max_length,
-        seed=SEED,
+        seed=lambda w: EXP.model_seed(arm_of(w).model_id),
     script:
         f"{SCRIPTS}/unlearn.py"
+
+
+use rule unlearn as unlearn_seeded with:
+    output:
+        directory(paths.MODEL.replace("{model_id}", paths.ARM_SEEDED)),
+    log:
+        paths.log_file("unlearn", "{dataset}", paths.ARM_SEEDED),
+    benchmark:
+        paths.benchmark_file("unlearn", "{dataset}", paths.ARM_SEEDED)
 
 
 rule select_alpha:

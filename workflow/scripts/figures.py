@@ -12,4 +12,5 @@ with job_logging(snakemake.log[0]):
         snakemake.input.lr_sweep_csv,
         param(snakemake, "plot"),
         dict(snakemake.output.items()),
+        snakemake.input.intervals_csv,
     )

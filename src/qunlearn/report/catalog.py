@@ -78,13 +78,14 @@ ITEMS = (
     Item("table", "table1", "aggregate", TABLE_FORMATS, HEADLINE_INPUTS, "tab:table1", "%.4g", "{:.1f}"),
     Item("table", "retention", "aggregate", TABLE_FORMATS, HEADLINE_INPUTS, "tab:retention"),
     Item("table", "summary", "aggregate", ("json",), HEADLINE_INPUTS),
+    Item("table", "intervals", "aggregate", ("csv", "md"), HEADLINE_INPUTS, csv_float="%.6g", text_float="{:.3g}"),
     _study("table4_alpha_grid"),
     _study("table3_sure"),
     _study("lr_sweep"),
     _study("epochs_ablation"),
     _study("loss_variants"),
     # rule figures: from the tables and the plot settings only
-    Item("figure", "m1_m2_by_scheme", "figures", FIGURE_FORMATS, ("metrics.csv",)),
+    Item("figure", "m1_m2_by_scheme", "figures", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "lr_sweep", "figures", FIGURE_FORMATS, ("metrics.csv", "lr_sweep.csv")),
     # rule aggregate_quant: the quantizer tables (paper Tables 2/3, the reviewers' bits plot, the
     # rebuttal's weight change) and their figures

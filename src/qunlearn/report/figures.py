@@ -38,8 +38,24 @@ def _pyplot():
     return plt
 
 
-def m1_m2_by_scheme(df: pd.DataFrame, cfg: ReportConfig, out: dict[str, str]) -> None:
-    """M1 and M2 per method (plus target and retrain) at each of the figure's schemes."""
+def _error_bars(ivals: pd.DataFrame | None, d: pd.DataFrame, labels: list[str], metric: str, scheme: str):
+    """(2, n) distances from each bar's mean to its interval's ends (intervals.csv), or None."""
+    if ivals is None or ivals.empty:
+        return None
+    iv = ivals[(ivals.metric == metric) & (ivals.scheme == scheme)]
+    iv = iv.set_index(["dataset", "model_id"])[["mean", "lo", "hi"]].apply(pd.to_numeric, errors="coerce")
+    ids = dict(zip(d.label, zip(d.dataset, d.model_id)))
+    bars = [iv.loc[ids[lb]] if lb in ids and ids[lb] in iv.index else None for lb in labels]
+    lo = [b["mean"] - b["lo"] if b is not None else np.nan for b in bars]
+    hi = [b["hi"] - b["mean"] if b is not None else np.nan for b in bars]
+    return np.maximum(np.array([lo, hi], dtype=float), 0.0)  # NaN stays NaN: no bar
+
+
+def m1_m2_by_scheme(
+    df: pd.DataFrame, cfg: ReportConfig, out: dict[str, str], ivals: pd.DataFrame | None = None
+) -> None:
+    """M1 and M2 per method (plus target and retrain) at each of the figure's schemes, with the
+    bootstrap intervals of ``ivals`` (intervals.csv) as error bars."""
     plt = _pyplot()
     datasets = sorted(df.dataset.unique())
     fig, axes = plt.subplots(len(datasets), 2, figsize=(12, 3.6 * len(datasets)), squeeze=False)
@@ -58,7 +74,15 @@ def m1_m2_by_scheme(df: pd.DataFrame, cfg: ReportConfig, out: dict[str, str]) ->
             x = np.arange(len(labels))
             for k, s in enumerate(schemes):
                 vals = d[(d.metric == metric) & (d.scheme == s)].set_index("label").value
-                ax.bar(x + k * width - 0.4 + width / 2, [vals.get(lb, np.nan) for lb in labels], width, label=s)
+                ax.bar(
+                    x + k * width - 0.4 + width / 2,
+                    [vals.get(lb, np.nan) for lb in labels],
+                    width,
+                    yerr=_error_bars(ivals, d, labels, metric, s),
+                    capsize=2,
+                    error_kw={"elinewidth": 0.8},
+                    label=s,
+                )
             ax.set_xticks(x)
             ax.set_xticklabels(labels, fontsize=7, rotation=30, ha="right")
             ax.set_ylim(0, 118)

@@ -89,8 +89,21 @@ def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict
 
 
 def mark_headline(df: pd.DataFrame, headline_ids: dict[str, list[str]]) -> None:
-    """Flag the rows the headline tables report: the bases and each dataset's headline arms."""
+    """Flag the rows the headline tables report: the bases and each dataset's headline arms (with
+    their replicates, which the tables fold into the base-seed row: :func:`seed_mean`)."""
     df["headline"] = [mid in paths.BASES or mid in headline_ids.get(ds, ()) for ds, mid in zip(df.dataset, df.model_id)]
+
+
+def seed_mean(df: pd.DataFrame) -> pd.DataFrame:
+    """Replicates (``seed~<n>`` ids) folded into their base-seed rows: the base-seed model id and the
+    mean value over the seeds. ``df`` itself when it has no replicate. (Retention is linear in the
+    unlearned model's scores at a fixed target, so retention of the mean = mean of the retentions.)"""
+    ids = df.model_id.map(paths.seedless_id)
+    if (ids == df.model_id).all():
+        return df
+    keys = [c for c in df.columns if c != "value"]
+    out = df.assign(model_id=ids).groupby(keys, sort=False, as_index=False, dropna=False).value.mean()
+    return out[list(df.columns)].reset_index(drop=True)
 
 
 def wide_metrics(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:

@@ -119,6 +119,8 @@ def analysis_files(dirs: list[str]) -> list[str]:
 
 
 def weight_change_long(analysis_paths: list[str], schemes: dict, models: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per (model, scheme, scope) of the analysis JSONs; a headline arm's replicates
+    (seeds) are averaged into one row."""
     rows = []
     for path in analysis_files(analysis_paths):
         key = parse_analysis_path(path, models)
@@ -128,7 +130,10 @@ def weight_change_long(analysis_paths: list[str], schemes: dict, models: pd.Data
         for group, prefix in (("by_module", "module"), ("by_layer", "layer")):
             for name, vals in data[group].items():
                 rows.append({**base, "scope": f"{prefix}:{name}", **{c: vals[c] for c in WEIGHT_COLUMNS}})
-    df = with_scheme_facts(pd.DataFrame(rows, columns=[*KEY, "scheme", "scope", *WEIGHT_COLUMNS]), schemes)
+    df = pd.DataFrame(rows, columns=[*KEY, "scheme", "scope", *WEIGHT_COLUMNS])
+    if df.duplicated([*KEY, "scheme", "scope"]).any():  # replicates (seeds): their mean
+        df = df.groupby([*KEY, "scheme", "scope"], sort=False, as_index=False)[WEIGHT_COLUMNS].mean()
+    df = with_scheme_facts(df, schemes)
     df["_s"] = df.scheme.map({s: i for i, s in enumerate(scheme_order(schemes))})
     df = df.sort_values([*KEY, "_s"], kind="stable").drop(columns="_s")
     return df[[*KEY, "scheme", "quantizer", "bits", "scope", *WEIGHT_COLUMNS]].reset_index(drop=True)

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import runtime
+from .. import paths, runtime
 from ..config import ReportConfig, from_dict
 from ..selection import selected_alpha
-from . import figures
+from . import catalog, figures
 from .catalog import key
-from .frame import column, long_metrics, mark_headline, read_metrics
+from .frame import column, long_metrics, mark_headline, read_metrics, seed_mean
+from .intervals import read_item_scores
 from .quant import (
     method_labels,
     retention_by_bits,
@@ -24,7 +25,16 @@ from .quant import (
 )
 from .render import write_table
 from .studies import write_studies
-from .tables import headline_retention, retention, retention_wide, summary, table1
+from .tables import (
+    headline_interval,
+    headline_retention,
+    interval_table,
+    retention,
+    retention_wide,
+    summary,
+    table1,
+    with_intervals,
+)
 
 
 def aggregate(
@@ -44,25 +54,49 @@ def aggregate(
     df = long_metrics(eval_paths, cfg, selected_alphas)
     if headline_ids is not None:
         mark_headline(df, headline_ids)
-    ret = headline_retention(retention(df), df)
-    head = df[df.headline].reset_index(drop=True)
-    head_ret = ret[ret.headline].reset_index(drop=True)
+    ret = headline_retention(retention(df), df)  # every model, replicates in rows of their own
+    head_seeds = df[df.headline].reset_index(drop=True)
+    head = seed_mean(head_seeds)  # one row per headline model: the mean over its seeds
+    head_ret = retention(head) if head is not head_seeds else ret[ret.headline].reset_index(drop=True)
     schemes = list(dict.fromkeys([*cfg.figure_schemes, *sorted(df.scheme.unique())]))
+    items = read_item_scores(list({p for p in eval_paths if _is_headline(p, head_seeds)}))
+    ivals = interval_table(head_seeds, items, cfg)
     write_table(out, "metrics", df)
-    write_table(out, "table1", table1(head, schemes))
+    t1 = table1(head, schemes, ivals)
+    write_table(out, "table1", t1, with_intervals(t1, catalog_float("table1")))
     write_table(out, "retention", ret, retention_wide(head_ret, schemes))
-    runtime.write_json_atomic(out[key("summary", "json")], summary(head, head_ret, cfg))
+    write_table(out, "intervals", ivals)
+    s = summary(head, head_ret, cfg)
+    for ds, value in headline_interval(head_seeds, items, cfg).items():
+        s[ds]["headline_interval"] = value
+    runtime.write_json_atomic(out[key("summary", "json")], s)
     if studies is not None:
         write_studies(df, ret, cfg, studies, selections or {}, out)
 
 
-def draw_figures(metrics_csv: str | Path, lr_sweep_csv: str | Path, plot_cfg: dict, out: dict[str, str]) -> None:
-    """The figures of rule ``figures``, from metrics.csv (headline rows) and the lr-sweep table with
-    only the plot settings, so a plotting option (``report.figure_dpi``) reruns the figures and
-    nothing else."""
+def _is_headline(eval_path: str, head: pd.DataFrame) -> bool:
+    ds, mid, _ = paths.parse_eval_file(str(eval_path))
+    return bool(((head.dataset == ds) & (head.model_id == mid)).any())
+
+
+def catalog_float(stem: str) -> str:
+    return catalog.get("table", stem).text_float
+
+
+def draw_figures(
+    metrics_csv: str | Path,
+    lr_sweep_csv: str | Path,
+    plot_cfg: dict,
+    out: dict[str, str],
+    intervals_csv: str | Path | None = None,
+) -> None:
+    """The figures of rule ``figures``, from metrics.csv (headline rows, seeds folded), the intervals
+    (error bars) and the lr-sweep table with only the plot settings, so a plotting option
+    (``report.figure_dpi``) reruns the figures and nothing else."""
     cfg = from_dict(ReportConfig, plot_cfg, "report")
     df = read_metrics(metrics_csv)
-    figures.m1_m2_by_scheme(df[df.headline], cfg, out)
+    ivals = pd.read_csv(intervals_csv, dtype=str, keep_default_na=False) if intervals_csv else None
+    figures.m1_m2_by_scheme(seed_mean(df[df.headline].reset_index(drop=True)), cfg, out, ivals)
     try:
         table = pd.read_csv(lr_sweep_csv, dtype={"lr": str, "dataset": str, "method": str})
     except (pd.errors.EmptyDataError, ValueError, TypeError):  # no lr sweep in this config
@@ -79,14 +113,15 @@ def aggregate_quant(
     nominal_bits, **settings}."""
     cfg = from_dict(ReportConfig, report_cfg, "report")
     df = read_metrics(metrics_csv)
-    df = df[df.headline].reset_index(drop=True)
+    with_seeds = df[df.headline].reset_index(drop=True)
+    df = seed_mean(with_seeds)  # one row per headline model: the mean over its seeds
     missing = sorted(set(df.scheme) - set(schemes))
     if missing:
         raise ValueError(f"eval outputs for schemes not in quantize.schemes: {missing}")
     write_table(out, "table2_3_gptq_awq", table2_3(df, schemes, cfg))
     rb = retention_by_bits(retention(df), schemes, cfg)
     write_table(out, "retention_by_bits", rb, retention_by_bits_wide(rb, schemes))
-    wc = weight_change_long(analysis_paths, schemes, df)
+    wc = weight_change_long(analysis_paths, schemes, with_seeds)
     write_table(out, "weight_change", wc, weight_change_summary(wc))
 
     order = {s: i for i, s in enumerate(scheme_order(schemes))}

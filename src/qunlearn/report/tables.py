@@ -1,17 +1,24 @@
-"""The headline tables: retention per unlearned model and scheme, the Table 1 layout, the summary."""
+"""The headline tables: retention per unlearned model and scheme, the Table 1 layout, the summary,
+and their intervals (``intervals``: mean and bootstrap interval per headline model, scheme and
+metric, seeds folded)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
 
+from .. import paths
 from ..config import ReportConfig
 from ..registries import METHODS
+from . import intervals as iv
 from .frame import MODEL_KEY, column, metric_specs, wide_metrics
 from .retention import forget_retention, retention_metrics
 
 RETENTION_COLUMNS = [*MODEL_KEY, "scheme", "retention"]
+INTERVAL_COLUMNS = [*MODEL_KEY, "scheme", "seeds", "metric", "mean", "lo", "hi"]
+RETENTION = "retention"  # the metric name of retention rows in intervals.csv
 MODEL_ORDER = {"target": 0, "retrain": 1, "unlearn": 2}
 
 
@@ -39,15 +46,107 @@ def _model_label(row) -> str:
     return f"{row.method.upper()} (alpha={row.alpha}{star}, lr={row.lr})"
 
 
-def table1(df: pd.DataFrame, scheme_order: list[str]) -> pd.DataFrame:
-    """Rows model x scheme, columns M1-M4 (Table 1 of the paper)."""
+def table1(df: pd.DataFrame, scheme_order: list[str], ivals: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Rows model x scheme, columns M1-M4 (Table 1 of the paper); with ``ivals`` (:func:`interval_table`)
+    also ``<column> lo`` and ``<column> hi`` after the four and the number of seeds."""
     cols = table1_columns()
     wide = wide_metrics(df, cols)
     wide["_m"] = wide.model.map(MODEL_ORDER)
     wide["_s"] = wide.scheme.map({s: i for i, s in enumerate(scheme_order)})
     wide = wide.sort_values(["dataset", "_m", "method", "model_id", "_s"], kind="stable")
     wide.insert(1, "row", [_model_label(r) for r in wide.itertuples()])
-    return wide[["dataset", "row", "scheme", *cols]].reset_index(drop=True)
+    out = wide[["dataset", "row", "scheme", *cols]].reset_index(drop=True)
+    if ivals is None:
+        return out
+    idx = ivals.set_index(["dataset", "model_id", "scheme", "metric"])
+    keys = list(zip(wide.dataset, wide.model_id, wide.scheme))
+    for c in cols:
+        for bound in ("lo", "hi"):
+            out[f"{c} {bound}"] = [float(idx[bound].get((*k, c), math.nan)) for k in keys]
+    out["seeds"] = [int(idx.seeds.get((*k, cols[0]), 1)) for k in keys]
+    return out
+
+
+def with_intervals(table: pd.DataFrame, floatfmt: str = "{:.1f}") -> pd.DataFrame:
+    """The reader's layout of a table with ``<c> lo``/``<c> hi`` columns: ``mean [lo, hi]`` cells."""
+    out = table.copy()
+    for c in [c for c in table.columns if f"{c} lo" in table.columns]:
+        out[c] = [
+            "--"
+            if math.isnan(m)
+            else floatfmt.format(m) + ("" if math.isnan(lo) else f" [{floatfmt.format(lo)}, {floatfmt.format(hi)}]")
+            for m, lo, hi in zip(table[c], table[f"{c} lo"], table[f"{c} hi"])
+        ]
+        out = out.drop(columns=[f"{c} lo", f"{c} hi"])
+    return out
+
+
+def _replicates(head: pd.DataFrame) -> dict[tuple[str, str], list[str]]:
+    """(dataset, base-seed model id) -> its model ids, the base seed's first, then by seed."""
+    runs: dict[tuple[str, str], list[str]] = {}
+    for ds, mid in sorted(set(zip(head.dataset, head.model_id)), key=lambda k: (k[0], int(paths.seed_of(k[1]) or -1))):
+        runs.setdefault((ds, paths.seedless_id(mid)), []).append(mid)
+    return runs
+
+
+def interval_table(head: pd.DataFrame, items: dict, cfg: ReportConfig) -> pd.DataFrame:
+    """intervals.csv: per headline model (its replicates folded in), scheme and metric the mean over
+    seeds and the bootstrap interval (report.bootstrap; report/intervals.py), and retention's for
+    the unlearned models. A metric without per-item scores (PrivLeak) has no interval."""
+    runs = _replicates(head)
+    rows = []
+    values = head.set_index(["dataset", "model_id", "scheme", "metric"]).value
+    for (ds, arm), mids in runs.items():
+        first = head[(head.dataset == ds) & (head.model_id == mids[0])].iloc[0]
+        key = {**{k: first[k] for k in MODEL_KEY}, "model_id": arm}
+        for scheme in sorted(set(head[(head.dataset == ds) & (head.model_id == mids[0])].scheme)):
+            seed_items = [items.get((ds, m, scheme), {}) for m in mids]
+            for spec in metric_specs():
+                vals = [values.get((ds, m, scheme, spec.column), math.nan) for m in mids]
+                point = float(sum(vals) / len(vals))
+                scores = [it.get(spec.key) for it in seed_items]
+                i = (
+                    iv.metric_interval(scores, cfg.bootstrap, spec.scale)
+                    if all(x is not None for x in scores)
+                    else iv.NAN
+                )
+                rows.append(
+                    {**key, "scheme": scheme, "seeds": len(mids), "metric": spec.column, "mean": point}
+                    | {"lo": i.lo, "hi": i.hi}
+                )
+            if first.model == "unlearn":
+                target = items.get((ds, "target", scheme), {})
+                i = iv.retention_interval(seed_items, target, cfg.bootstrap) if target else iv.NAN
+                rows.append({**key, "scheme": scheme, "seeds": len(mids), "metric": RETENTION, **i.as_dict()})
+    return pd.DataFrame(rows, columns=INTERVAL_COLUMNS)
+
+
+def headline_interval(head: pd.DataFrame, items: dict, cfg: ReportConfig) -> dict:
+    """Per dataset: the mean retention of the utility-constrained headline arms at full precision and
+    at ``report.quantized_scheme``, and their paired difference (quantized - full precision), each
+    with its bootstrap interval (seeds folded, report/intervals.py)."""
+    fp, q = cfg.full_precision_scheme, cfg.quantized_scheme
+    out = {}
+    runs = _replicates(head[head.model == "unlearn"])
+    for ds in sorted(head.dataset.unique()):
+        arms = {arm: mids for (d, arm), mids in runs.items() if d == ds}
+        arms = {a: m for a, m in arms.items() if paths.parse_model_id(a).method in cfg.utility_constrained}
+        targets = (items.get((ds, "target", fp)), items.get((ds, "target", q)))
+        pairs = [
+            ([items.get((ds, m, fp)) for m in mids], [items.get((ds, m, q)) for m in mids]) for mids in arms.values()
+        ]
+        if not all(targets) or any(x is None for a, b in pairs for x in (*a, *b)):
+            continue
+        res = iv.paired_retention(pairs, targets, cfg.bootstrap)
+        out[ds] = {
+            "schemes": {"full_precision": fp, "quantized": q},
+            "full_precision": res["a"].as_dict(),
+            "quantized": res["b"].as_dict(),
+            "difference_quantized_minus_full_precision": res["difference"].as_dict(),
+            "seeds": {paths.parse_model_id(a).method: len(m) for a, m in sorted(arms.items())},
+            "bootstrap": dataclasses.asdict(cfg.bootstrap),
+        }
+    return out
 
 
 def retention_wide(ret: pd.DataFrame, schemes: list[str]) -> pd.DataFrame:
