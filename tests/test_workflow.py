@@ -239,3 +239,56 @@ def test_bad_config_fails_at_parse_time_naming_the_key(tmp_path, default_config)
     path.write_text(yaml.safe_dump(default_config))
     proc = snakemake("-n", "--configfile", str(path), check=False)
     assert proc.returncode != 0 and "report.figure_schemes" in proc.stdout + proc.stderr
+
+
+def test_two_seeds_replicate_only_the_headline_arms_of_the_seeded_methods(tmp_path):
+    """configs/ci.yaml's `seeds`: each seeded method's headline arm once more per extra seed
+    (unlearn_seeded), evaluated at its schemes, calibrated with its own GPTQ/AWQ, analysed; the
+    bases, grids, selections and studies are not replicated. Counted from the experiment object
+    against the same config without `seeds`."""
+    with open(ROOT / "configs/ci.yaml") as fh:
+        cfg = yaml.safe_load(fh)
+    assert cfg["seeds"]["values"] == [0, 1]
+    one = {k: v for k, v in cfg.items() if k != "seeds"}
+    path = tmp_path / "one.yaml"
+    path.write_text(yaml.safe_dump(one))
+    exp = Experiment(cfg)
+    reps = exp.replicate_arms()
+    assert sorted(a.method for a in reps) == sorted(cfg["seeds"]["methods"]) and {a.seed for a in reps} == {"1"}
+    assert all("/seed~1/" in a.model_id and a.alpha == "selected" for a in reps)
+    n_eval = sum(len(exp.headline_schemes(a.dataset, a.method)) for a in reps)
+    n_quant = sum(len(exp.calibrated_schemes(a.dataset, a.model_id)) for a in reps)
+    base, two = planned_jobs("--configfile", str(path)), planned_jobs("--configfile", "configs/ci.yaml")
+    added = {k: two[k] - base.get(k, 0) for k in two if two[k] != base.get(k, 0)}
+    extra = {"unlearn_seeded": len(reps), "evaluate": n_eval, "quantize": n_quant, "analysis": len(reps)}
+    assert added == {**extra, "total": sum(extra.values())}
+    assert added == {"unlearn_seeded": 2, "evaluate": 18, "quantize": 4, "analysis": 2, "total": 26}
+    # a replicate reads the base seed's selection and trains (it copies no grid arm of the base seed)
+    inputs = exp.unlearn_inputs(reps[0])
+    assert "selection" in inputs and not any(k.startswith("twin_") for k in inputs)
+    # its own seed: unlearning, evaluation and calibration
+    assert exp.model_seed(reps[0].model_id) == 1 and exp.model_seed(reps[0].replace(seed="").model_id) == 0
+    cal = exp.calibrated_scheme_names()[0]
+    assert (
+        exp.quantize_params(reps[0].model_id, cal)["calibration_seed"] == exp.scheme_params(cal)["calibration_seed"] + 2
+    )
+    assert exp.quantize_params("target", cal) == exp.scheme_params(cal)
+
+
+def test_one_seed_keeps_every_id_and_param(default_config):
+    """`seeds: [seed]` is the config without `seeds`: the same ids, evaluations and job params."""
+    plain, seeded = Experiment(default_config), Experiment({**default_config, "seeds": [default_config["seed"]]})
+    assert plain.unlearn_jobs() == seeded.unlearn_jobs() and plain.evaluations == seeded.evaluations
+    assert not any("seed~" in mid for _, mid, _ in plain.evaluations)
+    assert {plain.model_seed(a.model_id) for a in plain.unlearn_jobs()} == {default_config["seed"]}
+
+
+def test_seeds_must_contain_the_base_seed(default_config):
+    import pytest
+
+    from qunlearn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="seeds.values: must contain the base seed"):
+        Experiment({**default_config, "seeds": [7, 8]})
+    with pytest.raises(ConfigError, match="seeds.methods"):
+        Experiment({**default_config, "seeds": {"values": [0, 1], "methods": ["nope"]}})
