@@ -28,7 +28,7 @@ def expected_jobs(cfg: dict) -> dict:
     """Job counts per rule, from the config alone: per method its alpha grid (two or more alphas,
     evaluated at the selection's schemes) and its headline arm (every scheme); GPTQ/AWQ checkpoints
     for every model evaluated with them; one weight analysis per headline arm (no sweeps here)."""
-    assert not cfg.get("sweeps")
+    assert not cfg.get("sweeps") and not cfg.get("seeds")
     exp = Experiment(cfg)
     owned = exp.owned_datasets()
     fetched = sum(1 for d in owned for b in BASES if exp.pretrained_base(d, b))
@@ -65,13 +65,78 @@ def expected_jobs(cfg: dict) -> dict:
     return jobs
 
 
+def jobs_per_table(cfg: dict) -> dict[str, dict[str, int]]:
+    """The unlearn/select_alpha/evaluate/quantize/analysis jobs each paper table needs, counted from
+    the config's values by hand (one dataset, published bases; not with the planner): Table 1 (the
+    bases and the plain methods' headline arms at every uncalibrated scheme), the GPTQ/AWQ tables
+    (the same models quantized and evaluated with the calibrated schemes), the SURE table (the SURE
+    headline arms at their schemes), the alpha table (each grid at the selection's schemes), the lr
+    sweep and the epochs ablation (their extra arms at their schemes), the weight-change table (one
+    analysis per headline arm) and the RMU table (nothing until an `rmu` method is configured)."""
+    (ds,) = cfg["datasets"]
+    u, sweeps, schemes = cfg["unlearn"], cfg.get("sweeps") or {}, cfg["quantize"]["schemes"]
+    methods = u["methods"]
+    sure = [m for m in methods if m.endswith("_sure")]
+    plain = [m for m in methods if m not in sure]
+    cal = [s for s, v in schemes.items() if v["quantizer"] in ("gptq", "awq")]
+    uncal = [s for s in schemes if s not in cal]
+    lr_of = lambda m: float(methods[m].get("lr", u["lr"]))  # noqa: E731
+    n_grid = sum(len(methods[m]["alphas"]) for m in plain if len(methods[m]["alphas"]) > 1)
+    lr, ep = sweeps.get("lr"), sweeps.get("epochs")
+    lr_extra = sum(len({float(v) for v in lr["lrs"]} - {lr_of(m)}) for m in lr["methods"]) if lr else 0
+    ep_extra = len(ep["methods"]) * len(set(ep["epochs"]) - {u["epochs"]}) if ep else 0
+    models = 2 + len(plain)
+    return {
+        "table1": {"unlearn": len(plain), "evaluate": models * len(uncal)},
+        "table2_3_gptq_awq": {"quantize": models * len(cal), "evaluate": models * len(cal)},
+        "table3_sure": {"unlearn": len(sure), "evaluate": sum(len(methods[m]["schemes"]) for m in sure)},
+        "table4_alpha_grid": {
+            "select_alpha": len(plain),  # every plain method has alphas; SURE takes its objective's
+            "unlearn": n_grid,
+            "evaluate": n_grid * len(u["alpha_selection"]["schemes"]),
+        },
+        "lr_sweep": {"unlearn": lr_extra, "evaluate": lr_extra * len(lr["schemes"]) if lr else 0},
+        "epochs_ablation": {"unlearn": ep_extra, "evaluate": ep_extra * len(ep["schemes"]) if ep else 0},
+        "weight_change": {"analysis": len(methods)},
+        "rmu": {},
+    }
+
+
+PAPER_TABLES = {  # the studies each MUSE config must plan (their extra unlearn jobs), from the paper
+    "configs/muse-news.yaml": {"table3_sure": 4, "table4_alpha_grid": 20, "lr_sweep": 16, "epochs_ablation": 4},
+    "configs/muse-books.yaml": {"table3_sure": 4, "table4_alpha_grid": 20, "lr_sweep": 16, "epochs_ablation": 8},
+}
+
+
 @pytest.mark.parametrize("path", MUSE_CONFIGS)
-def test_muse_config_plans_the_paper_grid(path):
+def test_muse_config_plans_every_paper_table(path):
+    """`snakemake --configfile <muse config> paper` plans every table of the paper and the rebuttal:
+    the per-table counts add up to the planned jobs of each rule, each study is non-empty, and
+    every declared table is an output."""
     cfg = load(path)
     Experiment(cfg)  # validates
-    jobs = planned_jobs("--configfile", path)
-    assert jobs == expected_jobs(cfg)
+    per_table = jobs_per_table(cfg)
+    for table, n in PAPER_TABLES[path].items():
+        assert per_table[table]["unlearn"] == n, table
+    jobs = planned_jobs("paper", "--configfile", path)
+    for rule in ("unlearn", "select_alpha", "evaluate", "quantize", "analysis"):
+        assert jobs.get(rule, 0) == sum(t.get(rule, 0) for t in per_table.values()), rule
     assert "train_base" not in jobs and jobs["fetch_model"] == 2  # both bases from the hub
+    assert jobs["paper"] == 1 and jobs["aggregate"] == 1 and jobs["aggregate_quant"] == 1
+    out = snakemake("-n", "--forceall", "paper", "--configfile", path).stdout
+    for stem in per_table:
+        assert f"results/tables/{stem}.csv" in out and f"paper/tables/{stem}.tex" in out, stem
+    for bits in ("rtn8", "rtn4", "bnb_int8", "bnb_fp4", "gptq", "awq"):  # Table 1 and Tables 2/3
+        assert f"/eval/target/{bits}.json" in out and f"/eval/retrain/{bits}.json" in out
+
+
+def test_the_muse_configs_have_the_papers_sure_variants():
+    for path in MUSE_CONFIGS:
+        methods = load(path)["unlearn"]["methods"]
+        sure = {m: v for m, v in methods.items() if m.endswith("_sure")}
+        assert set(sure) == {"ga_gdr_sure", "ga_klr_sure", "npo_gdr_sure", "npo_klr_sure"}
+        assert all(v["percentile"] == 90 and v["lr"] > load(path)["unlearn"]["lr"] for v in sure.values())
+        assert "rmu" not in methods  # not registered yet: its table stays empty
 
 
 def test_paper_settings_in_the_muse_configs():
@@ -90,7 +155,7 @@ def test_paper_settings_in_the_muse_configs():
 
 def test_one_published_base_drops_only_its_training(tmp_path):
     cfg = load("configs/ci.yaml")
-    del cfg["sweeps"]  # expected_jobs counts grids and headline arms
+    del cfg["sweeps"], cfg["seeds"]  # expected_jobs counts grids and headline arms at one seed
     cfg["datasets"]["synth"]["pretrained"] = {"target": {"path": "/models/target"}, "n_params": 1.0e6}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
