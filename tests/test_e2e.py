@@ -179,6 +179,10 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
 # configs/ci.yaml: ga_gdr grid {2, 5} (evaluated at fp32), npo_gdr one alpha, ga_gdr_sure (alpha from
 # ga_gdr), 3 schemes; sweeps: ga_gdr lr 3e-4, npo_gdr 1 epoch, npo_gdr paper_code (each at fp32, rtn4).
 # Arms whose alpha is "selected" read ga_gdr's selection: ga_gdr, ga_gdr_sure and the lr-sweep arm.
+# seeds: ga_gdr's and npo_gdr's headline arms again with seed 1 (unlearn_seeded; every scheme,
+# GPTQ/AWQ checkpoints, weight analysis), each reading its method's selection.
+# seeds: ga_gdr's and npo_gdr's headline arms again with seed 1 (unlearn_seeded; every scheme,
+# GPTQ/AWQ checkpoints, weight analysis), reading their method's selection.
 @pytest.mark.parametrize(
     "name,mutate,expected",
     [
@@ -186,13 +190,15 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
         (
             "the alpha grid of one method",
             lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[2, 3]),
-            # the new grid arm (fp32), the selection, and the three arms that read it: the headline GA_GDR and
-            # GA_GDR_SURE (every scheme, GPTQ/AWQ checkpoints, weight analysis) and the lr-sweep arm
+            # the new grid arm (fp32), the selection, and the four arms that read it: the headline GA_GDR,
+            # its seed-1 replicate and GA_GDR_SURE (every scheme, GPTQ/AWQ checkpoints, weight
+            # analysis) and the lr-sweep arm
             {
                 "unlearn": 1 + 3,
-                "evaluate": 1 + 2 * S + 2,
-                "quantize": 2 * C,
-                "analysis": 2,
+                "unlearn_seeded": 1,
+                "evaluate": 1 + 3 * S + 2,
+                "quantize": 3 * C,
+                "analysis": 3,
                 "select_alpha": 1,
                 **AGGREGATES,
             },
@@ -200,13 +206,28 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
         (
             "the alpha of a single-alpha method",
             lambda c: c["unlearn"]["methods"]["npo_gdr"].update(alphas=[2]),
-            # npo_gdr's headline, epochs and loss-variant arms
-            {"select_alpha": 1, "unlearn": 3, "evaluate": S + 2 + 2, "quantize": C, "analysis": 1, **AGGREGATES},
+            # npo_gdr's headline arm and its replicate, its epochs and loss-variant arms
+            {
+                "select_alpha": 1,
+                "unlearn": 3,
+                "unlearn_seeded": 1,
+                "evaluate": 2 * S + 2 + 2,
+                "quantize": 2 * C,
+                "analysis": 2,
+                **AGGREGATES,
+            },
         ),
         (
             "the lr of one method",
             lambda c: c["unlearn"]["methods"]["npo_gdr"].update(lr=1e-4),
-            {"unlearn": 3, "evaluate": S + 2 + 2, "quantize": C, "analysis": 1, **AGGREGATES},
+            {
+                "unlearn": 3,
+                "unlearn_seeded": 1,
+                "evaluate": 2 * S + 2 + 2,
+                "quantize": 2 * C,
+                "analysis": 2,
+                **AGGREGATES,
+            },
         ),
         (
             "a sweep value",
@@ -219,9 +240,10 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
             # every arm but the 1-epoch one; the grid's new evaluations redo ga_gdr's selection
             {
                 "unlearn": 7,
-                "evaluate": 2 + 3 * S + 2 + 2,
-                "quantize": 3 * C,
-                "analysis": 3,
+                "unlearn_seeded": 2,
+                "evaluate": 2 + 5 * S + 2 + 2,
+                "quantize": 5 * C,
+                "analysis": 5,
                 "select_alpha": 1,
                 **AGGREGATES,
             },
@@ -229,19 +251,27 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
         (
             "a new scheme",
             lambda c: c["quantize"]["schemes"].update(rtn3={"quantizer": "rtn", "bits": 3, "group_size": 128}),
-            # bases and headline arms; each headline arm's weight analysis covers every scheme
-            {"evaluate": 2 + 3, "analysis": 3, **AGGREGATES},
+            # bases, headline arms and replicates; each one's weight analysis covers every scheme
+            {"evaluate": 2 + 3 + 2, "analysis": 5, **AGGREGATES},
         ),
         (
             "a GPTQ setting",
             lambda c: c["quantize"]["schemes"]["gptq"].update(dampening=0.02),
-            {"quantize": 5, "evaluate": 5, "analysis": 3, **AGGREGATES},
+            {"quantize": 7, "evaluate": 7, "analysis": 5, **AGGREGATES},
         ),
         # every evaluation; the remade grid evaluations redo ga_gdr's selection and so the arms reading it
         (
             "an evaluation setting",
             lambda c: c["evaluate"].update(mink_k=0.2),
-            {"evaluate": 5 * S + 8, "select_alpha": 1, "unlearn": 3, "quantize": 2 * C, "analysis": 2, **AGGREGATES},
+            {
+                "evaluate": 7 * S + 8,
+                "select_alpha": 1,
+                "unlearn": 3,
+                "unlearn_seeded": 1,
+                "quantize": 3 * C,
+                "analysis": 3,
+                **AGGREGATES,
+            },
         ),
         # aggregate_quant draws its figures itself, so it reruns too (its tables come out unchanged)
         (
@@ -259,9 +289,10 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
                 "release": 2,
                 "select_alpha": 1,
                 "unlearn": 8,
-                "evaluate": 5 * S + 8,
-                "quantize": 5 * C,
-                "analysis": 3,
+                "unlearn_seeded": 2,
+                "evaluate": 7 * S + 8,
+                "quantize": 7 * C,
+                "analysis": 5,
                 **AGGREGATES,
             },
         ),
