@@ -1,5 +1,7 @@
 """The bootstrap intervals of the tables (src/qunlearn/report/intervals.py) on hand-checkable cases."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -112,7 +114,7 @@ def test_aggregate_folds_seeds_and_reports_intervals(tmp_path):
     out = {k: str(tmp_path / "out" / v) for k, v in catalog.outputs("aggregate").items()}
     cfg = {"full_precision_scheme": "fp32", "privleak_reference_scheme": "fp32", "quantized_scheme": "rtn4"}
     cfg |= {"utility_constrained": ["ga_gdr"], "figure_schemes": ["fp32", "rtn4"]}
-    aggregate(evals, cfg, out, headline_ids={"d": [arm, rep]})
+    aggregate(evals, cfg, out, headline_ids={"d": [arm, rep]}, studies={})
     t1 = pd.read_csv(out["table1_csv"])
     row = t1[(t1.row.str.startswith("GA_GDR")) & (t1.scheme == "fp32")].iloc[0]
     assert row["M1_VerbMem_f"] == pytest.approx(100 * (0.3 + 0.1) / 2) and row["seeds"] == 2
@@ -130,3 +132,28 @@ def test_aggregate_folds_seeds_and_reports_intervals(tmp_path):
     assert h["difference_quantized_minus_full_precision"]["mean"] == pytest.approx(((0.875 - 0.3) + (0.7 - 0.1)) / 2)
     d = h["difference_quantized_minus_full_precision"]
     assert d["lo"] <= d["mean"] <= d["hi"] and d["lo"] > 0  # 4 bits retains more in every draw
+    # the figures draw the seed means with the intervals as error bars
+    from qunlearn.config import ReportConfig, from_dict
+    from qunlearn.report import figures
+    from qunlearn.report.frame import read_metrics, seed_mean
+    from qunlearn.report.quant import method_labels, retention_by_bits
+    from qunlearn.report.stages import _with_retention_intervals, draw_figures
+    from qunlearn.report.tables import retention
+
+    figs = {k: str(tmp_path / "fig" / v) for k, v in catalog.outputs("figures").items()}
+    draw_figures(out["metrics_csv"], out["lr_sweep_csv"], cfg, figs, out["intervals_csv"])
+    schemes = {
+        "fp32": {"quantizer": "none", "nominal_bits": 32},
+        "rtn4": {"quantizer": "rtn", "bits": 4, "group_size": 128, "nominal_bits": 4},
+    }
+    quant = {k: str(tmp_path / "quant" / v) for k, v in catalog.outputs("aggregate_quant").items()}
+    head = seed_mean(read_metrics(out["metrics_csv"]).query("headline").reset_index(drop=True))
+    rb = retention_by_bits(retention(head), schemes, from_dict(ReportConfig, cfg))
+    assert rb[(rb.method == "ga_gdr") & (rb.scheme == "fp32")].retention.item() == pytest.approx(0.2)
+    rb = rb.assign(label=method_labels(rb), _order=rb.bits.rank(ascending=False), group_size=128)
+    withiv = _with_retention_intervals(rb, out["intervals_csv"])
+    figures.by_bits(withiv, "retention", "retention", "retention_vs_bits", quant, 60, fp_in_line=True)
+    for path in [*figs.values(), quant["retention_vs_bits_png"]]:
+        assert Path(path).stat().st_size > 1000, path
+    one = withiv[(withiv.method == "ga_gdr") & (withiv.scheme == "fp32")].iloc[0]
+    assert one.lo < 0.2 < one.hi

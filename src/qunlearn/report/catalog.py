@@ -111,7 +111,7 @@ ITEMS = (
         "%.6g",
         "{:.3f}",
     ),
-    Item("figure", "retention_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv",)),
+    Item("figure", "retention_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "codes_changed_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "analyses")),
 )
 RULES = tuple(dict.fromkeys(i.rule for i in ITEMS))

@@ -147,6 +147,15 @@ def _xpos(bits: int) -> float:
     return float(X_BITS.index(bits)) if bits in X_BITS else float(np.interp(bits, [2, 32], [5, 0]))
 
 
+def _yerr(rows: pd.DataFrame, value: str, per_row: bool = False):
+    """Error bars (distances below and above ``value``, never negative) from ``lo``/``hi``; None
+    without them. ``per_row``: one (2, 1) array per row."""
+    if not {"lo", "hi"} <= set(rows.columns):
+        return [None] * len(rows) if per_row else None
+    err = np.maximum(np.array([rows[value] - rows.lo, rows.hi - rows[value]], dtype=float), 0.0)
+    return [err[:, [i]] for i in range(len(rows))] if per_row else err
+
+
 def by_bits(
     d: pd.DataFrame,
     value: str,
@@ -159,7 +168,8 @@ def by_bits(
 ) -> None:
     """One panel per (dataset, method label): RTN schemes as lines over bits (one per group size),
     every other scheme as a marker at its bits (offset sideways so the 4-bit points do not overlap).
-    ``d``: rows with dataset, label, scheme, quantizer, bits, group_size, _order (scheme rank), ``value``."""
+    ``d``: rows with dataset, label, scheme, quantizer, bits, group_size, _order (scheme rank), ``value``,
+    and optionally ``lo``/``hi`` (an interval of ``value``: drawn as error bars)."""
     plt = _pyplot()
     datasets = sorted(d.dataset.unique())
     methods = {ds: list(dict.fromkeys(d[d.dataset == ds].sort_values("method").label)) for ds in datasets}
@@ -194,22 +204,28 @@ def by_bits(
             for g, grp in rtn.groupby(rtn.group_size.map(_group_label), sort=True):
                 pts = pd.concat([fp, grp]) if fp_in_line else grp
                 pts = pts.sort_values("bits", ascending=False)
-                ax.plot(
+                ax.errorbar(
                     [_xpos(b) for b in pts.bits],
                     pts[value],
-                    "-o",
+                    yerr=_yerr(pts, value),
+                    fmt="-o",
                     ms=3,
                     lw=1.2,
+                    capsize=2,
+                    elinewidth=0.8,
                     color=colours[f"RTN {g}"],
                     label=f"RTN {g}",
                 )
             others = sub[~sub.quantizer.isin(["rtn", "none"])]
-            for r in others.itertuples():
-                ax.plot(
+            for (_, r), err in zip(others.iterrows(), _yerr(others, value, per_row=True)):
+                ax.errorbar(
                     _xpos(r.bits) + offsets[r.scheme],
-                    getattr(r, value),
-                    MARKERS.get(r.quantizer, "x"),
+                    r[value],
+                    yerr=err,
+                    fmt=MARKERS.get(r.quantizer, "x"),
                     ms=5,
+                    capsize=2,
+                    elinewidth=0.8,
                     color=colours[r.scheme],
                     label=r.scheme,
                     linestyle="none",

@@ -79,6 +79,16 @@ def _is_headline(eval_path: str, head: pd.DataFrame) -> bool:
     return bool(((head.dataset == ds) & (head.model_id == mid)).any())
 
 
+def _with_retention_intervals(rb: pd.DataFrame, intervals_csv: str | Path) -> pd.DataFrame:
+    """``rb`` with ``lo``/``hi``: each method's retention interval from intervals.csv (none for the
+    mean of the methods, whose interval is summary.json's headline_interval at two schemes)."""
+    iv = pd.read_csv(intervals_csv, dtype=str, keep_default_na=False)
+    iv = iv[iv.metric == "retention"][["dataset", "method", "alpha", "lr", "scheme", "lo", "hi"]]
+    iv = iv.assign(lo=pd.to_numeric(iv.lo, errors="coerce"), hi=pd.to_numeric(iv.hi, errors="coerce"))
+    iv = iv.drop_duplicates(["dataset", "method", "alpha", "lr", "scheme"])
+    return rb.merge(iv, on=["dataset", "method", "alpha", "lr", "scheme"], how="left")
+
+
 def catalog_float(stem: str) -> str:
     return catalog.get("table", stem).text_float
 
@@ -106,11 +116,17 @@ def draw_figures(
 
 
 def aggregate_quant(
-    metrics_csv: str | Path, analysis_paths: list[str], report_cfg: dict, schemes: dict, out: dict[str, str]
+    metrics_csv: str | Path,
+    analysis_paths: list[str],
+    report_cfg: dict,
+    schemes: dict,
+    out: dict[str, str],
+    intervals_csv: str | Path | None = None,
 ) -> None:
     """The tables and figures of rule ``aggregate_quant`` from metrics.csv's headline rows (grid and
-    sweep arms are in the study tables) and the analysis JSONs; ``schemes``: scheme -> {quantizer,
-    nominal_bits, **settings}."""
+    sweep arms are in the study tables; replicates folded into their mean) and the analysis JSONs;
+    ``schemes``: scheme -> {quantizer, nominal_bits, **settings}; ``intervals_csv``: the retention
+    intervals drawn as error bars of retention_vs_bits."""
     cfg = from_dict(ReportConfig, report_cfg, "report")
     df = read_metrics(metrics_csv)
     with_seeds = df[df.headline].reset_index(drop=True)
@@ -127,6 +143,8 @@ def aggregate_quant(
     order = {s: i for i, s in enumerate(scheme_order(schemes))}
     group_size = lambda d: [schemes[s].get("group_size") for s in d.scheme]  # noqa: E731
     rbf = rb.assign(label=method_labels(rb), _order=rb.scheme.map(order))
+    if intervals_csv:
+        rbf = _with_retention_intervals(rbf, intervals_csv)
     figures.by_bits(
         rbf.assign(group_size=group_size(rbf)),
         "retention",
