@@ -157,3 +157,15 @@ def test_aggregate_folds_seeds_and_reports_intervals(tmp_path):
         assert Path(path).stat().st_size > 1000, path
     one = withiv[(withiv.method == "ga_gdr") & (withiv.scheme == "fp32")].iloc[0]
     assert one.lo < 0.2 < one.hi
+
+
+def test_paper_macros_quote_the_mean_over_seeds():
+    from qunlearn.report.paper import numbers
+
+    arm = "unlearn/ga_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful"
+    rep = "unlearn/ga_gdr/seed~1/alpha~selected/lr~3e-05/epochs~40/loss~faithful"
+    row = {"dataset": "d", "method": "ga_gdr", "alpha": "2", "lr": "3e-05", "scheme": "fp32", "headline": "True"}
+    rows = [{**row, "model_id": arm, "retention": 0.2}, {**row, "model_id": rep, "retention": 0.4}]
+    values = numbers({}, rows)
+    assert values["ret/d/ga_gdr/fp32"] == "0.30" and values["ret/d/ga_gdr/alpha=2/lr=3e-05/fp32"] == "0.30"
+    assert numbers({}, rows[:1])["ret/d/ga_gdr/fp32"] == "0.20"

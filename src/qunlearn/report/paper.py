@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .. import runtime
+from .. import paths, runtime
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,21 @@ def read_retention(path: str | Path) -> list[dict]:
     return rows
 
 
+def fold_seeds(rows: list[dict]) -> list[dict]:
+    """retention.csv rows with each arm's replicates (``seed~<n>`` ids) folded into its base-seed row,
+    whose retention becomes the mean over the seeds (the rows unchanged when there is no replicate)."""
+    if not any(paths.seed_of(r.get("model_id", "")) for r in rows):
+        return rows
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], paths.seedless_id(r["model_id"]), r["scheme"]), []).append(r)
+    out = []
+    for (_, model_id, _), group in groups.items():
+        base = next((r for r in group if r["model_id"] == model_id), group[0])
+        out.append({**base, "model_id": model_id, "retention": sum(r["retention"] for r in group) / len(group)})
+    return out
+
+
 def numbers(summary: dict, retention_rows: list[dict]) -> dict[str, str]:
     """Macro key -> formatted number (see the module docstring for the keys)."""
     out: dict[str, str] = {}
@@ -86,6 +101,7 @@ def numbers(summary: dict, retention_rows: list[dict]) -> dict[str, str]:
             out[f"m2kept/{ds}/{scheme}"] = fmt(v)
         if isinstance(s.get("methods"), list):
             out[f"n/{ds}/methods"] = str(len(s["methods"]))
+    retention_rows = fold_seeds(retention_rows)
     # retention.csv marks the headline arms (one per dataset and method): they get the short keys
     # and win the long key over a grid arm of the same alpha and lr
     if any("headline" in r for r in retention_rows):
