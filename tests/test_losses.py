@@ -72,22 +72,84 @@ def test_kl_faithful_zero_at_reference_positive_otherwise_and_ignores_padding():
     assert losses.kl_retain_loss(changed, logits, mask).item() == pytest.approx(kl.item(), rel=1e-6)
 
 
-def test_paper_code_variants_use_raw_logits():
-    logits, labels = _toy()
-    ref = logits + 0.1
-    v = logits.size(-1)
-    expect_kl = F.kl_div(logits.reshape(-1, v), ref.reshape(-1, v), reduction="batchmean", log_target=True)
-    mask = torch.ones_like(labels)
-    assert losses.kl_retain_loss(logits, ref, mask, "paper_code").item() == pytest.approx(expect_kl.item(), rel=1e-6)
-    # A uniform shift of the logits leaves the softmax (faithful NPO) unchanged but not the raw-logit variant.
-    faithful = losses.npo_loss(logits, ref, labels, 0.1, "faithful")
-    assert faithful.item() == pytest.approx(2 / 0.1 * math.log(2), rel=1e-5)
-    raw = losses.npo_loss(logits, ref, labels, 0.1, "paper_code")
-    ratio = (logits - ref).sum(dim=(1, 2))
-    assert raw.item() == pytest.approx((-(2 / 0.1) * F.logsigmoid(-0.1 * ratio)).mean().item(), rel=1e-6)
-    assert raw.item() != pytest.approx(faithful.item(), rel=1e-3)
+def _release_tensors(seed=0, shape=(3, 5, 7)):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(*shape, generator=g, dtype=torch.float64).requires_grad_()
+    ref = torch.randn(*shape, generator=g, dtype=torch.float64)
+    return logits, ref
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_paper_code_npo_is_the_releases_elementwise_formula(seed):
+    """-(2/beta) * mean over all B*T*V entries of logsigmoid(beta * (ref - logits)): value, and the
+    gradient 2 * sigmoid(beta * (logits - ref)) / (B*T*V) per entry."""
+    logits, ref = _release_tensors(seed)
+    labels = torch.zeros(logits.shape[:2], dtype=torch.long)
+    beta = 0.1
+    loss = losses.npo_loss(logits, ref, labels, beta, "paper_code")
+    x = beta * (ref - logits.detach())
+    expected = -(2 / beta) * (-torch.log1p(torch.exp(-x))).mean()
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    grad = 2 * torch.sigmoid(beta * (logits.detach() - ref)) / logits.numel()
+    assert torch.allclose(logits.grad, grad, rtol=1e-5, atol=1e-8)
+    # one logsigmoid per entry, not one per sequence of the summed ratio (the former variant)
+    ratio = (logits.detach() - ref).sum(dim=(1, 2))
+    assert loss.item() != pytest.approx((-(2 / beta) * F.logsigmoid(-beta * ratio)).mean().item(), rel=1e-3)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_paper_code_kl_is_the_releases_batchmean_on_raw_logits(seed):
+    """kl_div(logits, ref, batchmean, log_target) on (B, T, V) = sum of exp(ref) * (ref - logits)
+    over all entries / B (not / (B*T)); gradient -exp(ref) / B."""
+    logits, ref = _release_tensors(seed)
+    mask = torch.ones(logits.shape[:2])
+    loss = losses.kl_retain_loss(logits, ref, mask, "paper_code")
+    b = logits.shape[0]
+    expected = (ref.exp() * (ref - logits.detach())).sum() / b
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert torch.allclose(logits.grad, -ref.exp() / b, rtol=1e-5, atol=1e-8)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_releases_sure_kl_is_a_proper_kl_summed_over_positions_per_sequence(seed):
+    """kl_div(log_softmax(logits), softmax(ref), batchmean) on (B, T, V): sum over positions of
+    KL(p_ref || p) / B; gradient (softmax(logits) - p_ref) / B."""
+    logits, ref = _release_tensors(seed)
+    loss = losses.sure_release_kl(logits, ref)
+    p_ref = torch.softmax(ref, -1)
+    b = logits.shape[0]
+    expected = (p_ref * (torch.log(p_ref) - torch.log_softmax(logits.detach(), -1))).sum() / b
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    loss.backward()
+    assert torch.allclose(logits.grad, (torch.softmax(logits.detach(), -1) - p_ref) / b, rtol=1e-5, atol=1e-8)
+
+
+def test_sure_paper_code_uses_the_proper_kl_and_plain_klr_the_raw_one():
+    from qunlearn.registries import METHODS
+
+    logits, ref = _release_tensors(0)
+    batch = {"input_ids": torch.zeros(3, 5, dtype=torch.long), "attention_mask": torch.ones(3, 5)}
+
+    class Fixed:
+        def __init__(self, out):
+            self.out = out
+
+        def __call__(self, **kw):
+            return type("O", (), {"logits": self.out})()
+
+    def retain(name):
+        spec = METHODS.get(name)
+        method = spec.load()(spec=spec, alpha=1.0, settings=spec.resolve({}, name), loss_variant="paper_code")
+        return method.retain_loss(Fixed(logits.detach()), Fixed(ref), batch).item()
+
+    assert retain("ga_klr_sure") == pytest.approx(losses.sure_release_kl(logits, ref).item(), rel=1e-6)
+    assert retain("ga_klr") == pytest.approx(
+        losses.kl_retain_loss(logits, ref, batch["attention_mask"], "paper_code").item(), rel=1e-12
+    )
     with pytest.raises(ValueError, match="unknown loss variant"):
-        losses.npo_loss(logits, ref, labels, 0.1, "nope")
+        losses.npo_loss(logits, ref, batch["input_ids"], 0.1, "nope")
 
 
 @pytest.mark.parametrize(

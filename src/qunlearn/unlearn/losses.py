@@ -3,9 +3,12 @@
 ``faithful``   : NLL is the token-mean cross-entropy; NPO uses sequence log-likelihoods
                  log p(x) = sum_t log p(x_t | x_<t); KL(p_ref || p_theta) is computed on
                  log-softmax distributions and averaged over real (non-pad) tokens.
-``paper_code`` : the official release's behaviour, kept on purpose and named: its NPO and KL terms
-                 operate on the raw logits over the whole (batch, time, vocab) tensor, i.e. raw
-                 logits are used where log-probabilities belong (padding positions included).
+``paper_code`` : the official release's formulas (baselines/baselines/iterative.py), kept on purpose
+                 and named: NPO = -(2/beta) mean over all (batch, time, vocab) entries of
+                 logsigmoid(beta (ref_logits - logits)), element-wise on raw logits; KL_r =
+                 kl_div(logits, ref_logits, batchmean, log_target) on the 3-D raw logits (sum over
+                 all entries / batch); its SURE trainer's KL_r is a proper KL, batchmean over the
+                 batch (``sure_release_kl``). Padding positions are included, as in the release.
 """
 
 from __future__ import annotations
@@ -42,7 +45,9 @@ def npo_loss(
     if variant == "faithful":
         log_ratio = sequence_logprob(logits, labels) - sequence_logprob(ref_logits, labels)
     elif variant == "paper_code":
-        log_ratio = (logits.float() - ref_logits.float()).sum(dim=(1, 2))
+        # the release (IterativeUnlearner.compute_loss and SURE): element-wise on the raw logits,
+        # -(2/beta) * mean over every (batch, time, vocab) entry of logsigmoid(beta * (ref - logits))
+        return -(2.0 / beta) * F.logsigmoid(beta * (ref_logits.float() - logits.float())).mean()
     else:
         raise ValueError(f"unknown loss variant {variant!r}")
     return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
@@ -59,8 +64,16 @@ def kl_retain_loss(
         mask = attention_mask.float()
         return (kl_tok * mask).sum() / mask.sum().clamp_min(1.0)
     if variant == "paper_code":
-        v = logits.size(-1)
-        return F.kl_div(
-            logits.float().reshape(-1, v), ref_logits.float().reshape(-1, v), reduction="batchmean", log_target=True
-        )
+        # the release's IterativeUnlearner: kl_div on the raw 3-D logits with log_target, batchmean =
+        # the sum over every (batch, time, vocab) entry divided by the batch size
+        return F.kl_div(logits.float(), ref_logits.float(), reduction="batchmean", log_target=True)
     raise ValueError(f"unknown loss variant {variant!r}")
+
+
+def sure_release_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Tensor:
+    """The retain KL of the release's SURE trainer (its paper_code variant): a proper KL,
+    kl_div(log_softmax(logits), softmax(ref_logits), batchmean) on the 3-D tensors, i.e. the sum of
+    KL(p_ref || p_theta) over every position (padding included) divided by the batch size."""
+    return F.kl_div(
+        torch.log_softmax(logits.float(), dim=-1), torch.softmax(ref_logits.float(), dim=-1), reduction="batchmean"
+    )

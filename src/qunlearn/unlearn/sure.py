@@ -107,6 +107,16 @@ class SUREMethod(ObjectiveMethod):
     alone picks the rows, so it is backpropagated first and the retain gradient added after (one
     backward each: the forget gradient is counted once); then both are masked."""
 
+    def retain_loss(self, model, reference, batch):
+        if self.retain == "klr" and self.variant == "paper_code":
+            # the release's SURE trainer uses a proper KL for its retain term, not the raw-logit one
+            from .losses import sure_release_kl
+
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            ref = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            return sure_release_kl(logits, ref.detach())
+        return super().retain_loss(model, reference, batch)
+
     def backward(self, losses, params):
         losses["forget"].backward()
         self._masks = self.masks(params)
