@@ -54,9 +54,9 @@ def test_report_modules_import_only_lower_layers():
                     assert LAYERS.index(t) < i, f"{name} imports {t} (a layer above it)"
 
 
-def _eval(root, model_id, m1, m2, m4):
+def _eval(root, model_id, m1, m2, m4, auc=0.5):
     path = root / "results/d/eval" / model_id / "fp32.json"
-    runtime.write_json_atomic(path, {"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": 0.5}})
+    runtime.write_json_atomic(path, {"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": auc}})
     return str(path)
 
 
@@ -85,3 +85,18 @@ def test_atomic_file_keeps_the_old_output_when_the_writer_fails(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_privleak_against_a_fixed_reference_auc_is_recorded_in_the_summary(tmp_path):
+    from qunlearn.report.tables import summary
+
+    paths = [_eval(tmp_path, "target", 0.9, 0.9, 1.0, 0.1), _eval(tmp_path, "retrain", 0.0, 0.1, 1.0, 0.6)]
+    model = ReportConfig()
+    fixed = ReportConfig(privleak_reference_auc={"d": 0.4772})
+    for cfg, ref in ((model, 0.6), (fixed, 0.4772)):
+        df = long_metrics(paths, cfg)
+        target = df[(df.model == "target") & (df.metric == "M3_PrivLeak")].value.item()
+        assert target == pytest.approx((0.1 - ref) / ref * 100)
+        recorded = summary(df, retention(df), cfg)["d"]["privleak_reference"]
+        assert recorded["auc"] == pytest.approx(ref)
+    assert summary(df, retention(df), fixed)["d"]["privleak_reference"]["source"] == "fixed"

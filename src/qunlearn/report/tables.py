@@ -8,7 +8,7 @@ import pandas as pd
 
 from ..config import ReportConfig
 from ..registries import METHODS
-from .frame import MODEL_KEY, column, metric_specs, wide_metrics
+from .frame import MODEL_KEY, column, metric_specs, privleak_reference, wide_metrics
 from .retention import forget_retention, retention_metrics
 
 RETENTION_COLUMNS = [*MODEL_KEY, "scheme", "retention"]
@@ -100,6 +100,7 @@ def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
                 m: float(a)
                 for m, a in ret[ret.dataset == ds].drop_duplicates("method").set_index("method").alpha.items()
             },
+            "privleak_reference": privleak_reference(df, ds, cfg),
         }
     if len(out) > 1:
         out[MEAN_OVER_DATASETS] = mean_over_datasets(out)
