@@ -188,7 +188,9 @@ def unlearn_model(
     tok = load_tokenizer(base_dir)
     model = load_model(base_dir)
     forget = muse_format.read_texts(data_dir, "raw", "forget")
-    retain = muse_format.read_texts(data_dir, "raw", "retain1")
+    # D_r only for a method with a retain term: GA and NPO run on data without raw/retain1
+    needs_retain = registries.METHODS.get(cfg.method, "unlearn.method").needs_retain
+    retain = muse_format.read_texts(data_dir, "raw", "retain1") if needs_retain else []
     history = unlearn(model, tok, forget, retain, cfg, seed, max_length, progress)
     with runtime.atomic_dir(out_dir) as tmp:
         save_model(model, tok, tmp)
