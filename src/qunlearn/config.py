@@ -205,6 +205,9 @@ class DatasetConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig, metadata={"data": True})
     reuse: str | None = None  # source: reuse -> name of the dataset whose data + training we share
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    # the paper's utility scores (Gen, Tru, Fac, Flu) on this dataset's evaluations: {enabled,
+    # chat_template, max_items} (settings: qunlearn.evaluate.utility.UtilitySettings); null = off
+    utility: dict[str, Any] | None = None
     methods: list[str] | None = None  # unlearning methods run on this dataset (null = all)
     schemes: list[str] | None = None  # quantization schemes evaluated on this dataset (null = all)
 

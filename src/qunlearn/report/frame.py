@@ -71,6 +71,8 @@ def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict
         key = {**parse_eval_path(path, selected_alphas), "headline": True}
         scores = runtime.read_json(path)["metrics"]
         for spec in metric_specs():
+            if spec.enabled_by and spec.key not in scores:  # an optional group the dataset left off
+                continue
             name = raw_column(spec) if spec.relative_to else spec.column
             rows.append({**key, "metric": name, "value": spec.scale * scores[spec.key]})
             if spec.relative_to:

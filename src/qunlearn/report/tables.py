@@ -15,8 +15,11 @@ RETENTION_COLUMNS = [*MODEL_KEY, "scheme", "retention"]
 MODEL_ORDER = {"target": 0, "retrain": 1, "unlearn": 2}
 
 
-def table1_columns() -> list[str]:
-    return [s.column for s in metric_specs()]
+def table1_columns(df: pd.DataFrame | None = None) -> list[str]:
+    """Table 1's metric columns in spec order; given the frame, an optional group's columns
+    (``enabled_by``, e.g. the utility scores) only where some evaluation has them."""
+    present = None if df is None else set(df.metric)
+    return [s.column for s in metric_specs() if not (s.enabled_by and present is not None and s.column not in present)]
 
 
 def retention(df: pd.DataFrame) -> pd.DataFrame:
@@ -40,8 +43,9 @@ def _model_label(row) -> str:
 
 
 def table1(df: pd.DataFrame, scheme_order: list[str]) -> pd.DataFrame:
-    """Rows model x scheme, columns M1-M4 (Table 1 of the paper)."""
-    cols = table1_columns()
+    """Rows model x scheme, columns M1-M4 (Table 1 of the paper), then the utility scores where the
+    dataset enables them."""
+    cols = table1_columns(df)
     wide = wide_metrics(df, cols)
     wide["_m"] = wide.model.map(MODEL_ORDER)
     wide["_s"] = wide.scheme.map({s: i for i, s in enumerate(scheme_order)})
