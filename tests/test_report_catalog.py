@@ -100,3 +100,21 @@ def test_privleak_against_a_fixed_reference_auc_is_recorded_in_the_summary(tmp_p
         recorded = summary(df, retention(df), cfg)["d"]["privleak_reference"]
         assert recorded["auc"] == pytest.approx(ref)
     assert summary(df, retention(df), fixed)["d"]["privleak_reference"]["source"] == "fixed"
+
+
+def test_table1_gains_the_utility_columns_only_where_evaluations_have_them(tmp_path):
+    from qunlearn.report.tables import table1
+
+    plain = [_eval(tmp_path, "target", 0.9, 0.9, 1.0), _eval(tmp_path, "retrain", 0.0, 0.1, 1.0)]
+    df = long_metrics(plain, ReportConfig())
+    assert list(table1(df, ["fp32"]).columns) == [
+        "dataset", "row", "scheme", "M1_VerbMem_f", "M2_KnowMem_f", "M3_PrivLeak", "M4_KnowMem_r"
+    ]  # fmt: skip
+    assert not df.metric.str.startswith("U_").any()
+    util = {"util_gen": 0.5, "util_tru_mc1": 0.25, "util_tru_mc2": 0.4, "util_fac_em": 0.1, "util_fac_f1": 0.2}
+    path = tmp_path / "results/d/eval/target/fp32.json"
+    scores = runtime.read_json(path)["metrics"]
+    runtime.write_json_atomic(path, {"metrics": {**scores, **util, "util_flu": 6.5}})
+    t = table1(long_metrics(plain, ReportConfig()), ["fp32"]).set_index("row")
+    assert list(t.columns[-6:]) == ["U_Gen_MMLU", "U_Tru_MC1", "U_Tru_MC2", "U_Fac_EM", "U_Fac_F1", "U_Flu_Entropy"]
+    assert t.loc["Target", "U_Gen_MMLU"] == 50.0 and t.loc["Target", "U_Flu_Entropy"] == 6.5  # Flu in bits, x1
