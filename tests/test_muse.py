@@ -314,3 +314,17 @@ def test_ga_unlearns_without_a_retain_split(tmp_path, hub_model):
     assert hist["history"]["n_retain_chunks"] == 0 and hist["history"]["steps"] >= 1
     with pytest.raises(muse_format.DataFormatError, match="raw/retain1"):
         unlearn_model(hub_model, data, tmp_path / "gdr", {**cfg, "method": "ga_gdr"}, max_length=64, seed=0, threads=1)
+
+
+def test_a_hub_snapshot_missing_one_file_fails_that_split_alone(tmp_path):
+    import shutil
+
+    src = tmp_path / "MUSE-News"
+    shutil.copytree(FIXTURE, src)
+    (src / "raw" / "retain1.jsonl").unlink()
+    counts = muse.write_muse(MuseConfig(local_dir=str(src), cache_dir=str(tmp_path / "cache")), tmp_path / "data")
+    assert list(counts["missing"]) == ["raw/retain1"]
+    why = counts["missing"]["raw/retain1"]
+    assert str(src / "raw" / "retain1.jsonl") in why and "retain term" in why and len(why) < 400
+    # the other raw splits (same config) are read
+    assert muse_format.read_split(tmp_path / "data", "raw", "retain2") == fixture_records("raw", "retain2")

@@ -10,7 +10,8 @@ holdout; text). A local copy (``muse.local_dir``) is either
 
 - a hub snapshot: a README.md whose YAML header declares the configs and their data files
   (``huggingface-cli download --repo-type dataset muse-bench/MUSE-News --local-dir DIR`` gives exactly
-  that; ``tests/fixtures/muse-news`` is a small one), read with ``load_dataset`` as above; or
+  that; ``tests/fixtures/muse-news`` is a small one), each split read with ``load_dataset`` from
+  the files the card lists for it (so a file missing from one split fails that split alone); or
 - MUSE's own layout, as the benchmark's and the paper's repositories keep it (``data/news`` of a
   clone): ``{raw,verbmem,knowmem,privleak}/<split>.json`` (a JSON list of strings or of records with
   the split's fields; ``.jsonl`` too), raw splits also as ``<split>.txt`` (documents separated by a
@@ -107,6 +108,29 @@ def read_muse_layout(root: str | Path, config: str, split: str) -> list[dict]:
     return records
 
 
+BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def card_files(root: str | Path, config: str, split: str) -> tuple[list[str], list[Path]] | None:
+    """The data-file patterns a hub snapshot's dataset card lists for one split, and the files they
+    match; None when the card does not list the split (then ``load_dataset`` decides)."""
+    import yaml
+
+    text = (Path(root) / "README.md").read_text(encoding="utf-8")
+    parts = text.split("---")
+    if len(parts) < 3:
+        return None
+    header = yaml.safe_load(parts[1]) or {}
+    for entry in header.get("configs") or []:
+        if entry.get("config_name") != config:
+            continue
+        for df in entry.get("data_files") or []:
+            if isinstance(df, dict) and df.get("split") == split:
+                patterns = [df["path"]] if isinstance(df["path"], str) else list(df["path"])
+                return patterns, sorted(f for pat in patterns for f in Path(root).glob(pat) if f.is_file())
+    return None
+
+
 def _how_to_provide(cfg: MuseConfig, where: str) -> str:
     return (
         f"Provide {cfg.hub_id} one of these ways: (1) download it where there is network, "
@@ -126,8 +150,22 @@ def load_split(cfg: MuseConfig, config: str, split: str, where: str = "muse") ->
     if cfg.local_dir and is_muse_layout(source):
         records = read_muse_layout(source, config, split)
         return records if cfg.max_items is None else records[: cfg.max_items]
+    listed = card_files(source, config, split) if cfg.local_dir else None
+    if listed is not None and not listed[1]:
+        patterns = ", ".join(str(Path(source) / p) for p in listed[0])
+        raise MissingSplitError(
+            f"MUSE split {config}/{split}: the dataset card lists {patterns}, which is not there; "
+            f"it is needed by {muse_format.NEEDED_BY[f'{config}/{split}']}"
+        )
     try:
-        ds = datasets.load_dataset(source, config, split=split, revision=cfg.revision, cache_dir=cfg.cache_dir)
+        if listed is not None and len({BUILDERS.get(f.suffix) for f in listed[1]} - {None}) == 1:
+            # the split's own files only: a file missing from another split of the config (which
+            # load_dataset(source, config) would trip over) does not stop this one
+            builder = BUILDERS[listed[1][0].suffix]
+            files = [str(f) for f in listed[1]]
+            ds = datasets.load_dataset(builder, data_files=files, split="train", cache_dir=cfg.cache_dir)
+        else:
+            ds = datasets.load_dataset(source, config, split=split, revision=cfg.revision, cache_dir=cfg.cache_dir)
     except datasets.exceptions.DatasetGenerationError as err:  # a data file does not fit the schema
         cause = err.__cause__ or err
         raise muse_format.DataFormatError(
