@@ -243,3 +243,88 @@ def test_unreachable_model_hub_names_the_model_and_the_path_key(tmp_path, muse_d
     assert "muse-bench/MUSE-News_target" in out and "datasets.news.pretrained.target.path" in out, out
     assert "HF_HUB_OFFLINE=1" in out
     assert not (tmp_path / "out").exists()
+
+
+def write_muse_layout(root, skip=()):
+    """The fixture's records in MUSE's own layout (data/<corpus>/ of the benchmark's repository):
+    raw/forget as .txt (documents joined by a blank line), other text splits as JSON lists of
+    strings, the QA and VerbMem splits as JSON lists of records; no dataset card."""
+    for config, splits in muse_format.SPLITS.items():
+        for split in splits:
+            if f"{config}/{split}" in skip:
+                continue
+            records = fixture_records(config, split)
+            (root / config).mkdir(parents=True, exist_ok=True)
+            if (config, split) == ("raw", "forget"):
+                (root / config / "forget.txt").write_text("\n\n".join(r["text"] for r in records))
+            elif muse_format.SPLITS[config][split] == ("text",):
+                (root / config / f"{split}.json").write_text(json.dumps([r["text"] for r in records]))
+            else:
+                (root / config / f"{split}.json").write_text(json.dumps(records, indent=1))
+    return root
+
+
+def test_loader_reads_muse_own_layout_as_the_hub_snapshot(tmp_path):
+    src = write_muse_layout(tmp_path / "muse_bench" / "data" / "news")
+    assert muse.is_muse_layout(src) and not muse.is_muse_layout(FIXTURE)
+    counts = muse.write_muse(MuseConfig(local_dir=str(src)), tmp_path / "data")
+    assert "missing" not in counts
+    for config, splits in muse_format.SPLITS.items():
+        for split in splits:
+            got, want = muse_format.read_split(tmp_path / "data", config, split), fixture_records(config, split)
+            if (config, split) == ("raw", "forget"):  # .txt: split at blank lines, the joined text is kept
+                join = "\n\n".join
+                assert join(r["text"] for r in got) == join(r["text"] for r in want)
+            else:
+                assert got == want
+
+
+def test_a_missing_split_names_itself_its_file_and_its_users_and_the_rest_is_written(tmp_path):
+    src = write_muse_layout(tmp_path / "news", skip={"raw/retain1"})
+    counts = muse.write_muse(MuseConfig(local_dir=str(src)), tmp_path / "data")
+    assert list(counts["missing"]) == ["raw/retain1"]
+    why = counts["missing"]["raw/retain1"]
+    assert "raw/retain1" in why and str(src / "raw" / "retain1.json") in why and "GDR" in why
+    assert counts["raw/forget"] >= 3 and counts["privleak/holdout"] == 2
+    with pytest.raises(muse_format.DataFormatError, match=r"retain1\.jsonl: missing .*raw/retain1.*GDR"):
+        muse_format.read_split(tmp_path / "data", "raw", "retain1")
+
+
+def test_a_muse_layout_record_without_its_field_names_file_and_item(tmp_path):
+    src = write_muse_layout(tmp_path / "news")
+    (src / "verbmem" / "forget.json").write_text(json.dumps([{"prompt": "p", "gt": "g"}, {"prompt": "p"}]))
+    with pytest.raises(muse_format.DataFormatError, match=r"forget\.json item 1: .*\['prompt', 'gt'\]"):
+        muse.load_split(MuseConfig(local_dir=str(src)), "verbmem", "forget")
+
+
+def test_ga_unlearns_without_a_retain_split(tmp_path, hub_model):
+    """GA has no retain term: it runs on MUSE data whose raw/retain1 is missing."""
+    from qunlearn.stages import prepare_data, unlearn_model
+
+    src = write_muse_layout(tmp_path / "news", skip={"raw/retain1"})
+    data = tmp_path / "data"
+    meta = prepare_data(
+        {"source": "muse", "muse": {"local_dir": str(src)}, "tokenizer": {"pretrained": str(hub_model)}},
+        data,
+        name="news",
+    )
+    assert list(meta["counts"]["missing"]) == ["raw/retain1"]
+    cfg = {"method": "ga", "alpha": 1.0, "lr": 1e-3, "epochs": 1, "batch_size": 2, "data_format": "packed"}
+    hist = unlearn_model(hub_model, data, tmp_path / "ga", cfg, max_length=64, seed=0, threads=1, progress=False)
+    assert hist["history"]["n_retain_chunks"] == 0 and hist["history"]["steps"] >= 1
+    with pytest.raises(muse_format.DataFormatError, match="raw/retain1"):
+        unlearn_model(hub_model, data, tmp_path / "gdr", {**cfg, "method": "ga_gdr"}, max_length=64, seed=0, threads=1)
+
+
+def test_a_hub_snapshot_missing_one_file_fails_that_split_alone(tmp_path):
+    import shutil
+
+    src = tmp_path / "MUSE-News"
+    shutil.copytree(FIXTURE, src)
+    (src / "raw" / "retain1.jsonl").unlink()
+    counts = muse.write_muse(MuseConfig(local_dir=str(src), cache_dir=str(tmp_path / "cache")), tmp_path / "data")
+    assert list(counts["missing"]) == ["raw/retain1"]
+    why = counts["missing"]["raw/retain1"]
+    assert str(src / "raw" / "retain1.jsonl") in why and "retain term" in why and len(why) < 400
+    # the other raw splits (same config) are read
+    assert muse_format.read_split(tmp_path / "data", "raw", "retain2") == fixture_records("raw", "retain2")

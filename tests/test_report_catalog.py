@@ -66,9 +66,9 @@ def test_report_modules_import_only_lower_layers():
                     assert LAYERS.index(t) < i, f"{name} imports {t} (a layer above it)"
 
 
-def _eval(root, model_id, m1, m2, m4):
+def _eval(root, model_id, m1, m2, m4, auc=0.5):
     path = root / "results/d/eval" / model_id / "fp32.json"
-    runtime.write_json_atomic(path, {"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": 0.5}})
+    runtime.write_json_atomic(path, {"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": auc}})
     return str(path)
 
 
@@ -97,3 +97,36 @@ def test_atomic_file_keeps_the_old_output_when_the_writer_fails(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("killed")
     assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["t.csv"]
+
+
+def test_privleak_against_a_fixed_reference_auc_is_recorded_in_the_summary(tmp_path):
+    from qunlearn.report.tables import summary
+
+    paths = [_eval(tmp_path, "target", 0.9, 0.9, 1.0, 0.1), _eval(tmp_path, "retrain", 0.0, 0.1, 1.0, 0.6)]
+    model = ReportConfig()
+    fixed = ReportConfig(privleak_reference_auc={"d": 0.4772})
+    for cfg, ref in ((model, 0.6), (fixed, 0.4772)):
+        df = long_metrics(paths, cfg)
+        target = df[(df.model == "target") & (df.metric == "M3_PrivLeak")].value.item()
+        assert target == pytest.approx((0.1 - ref) / ref * 100)
+        recorded = summary(df, retention(df), cfg)["d"]["privleak_reference"]
+        assert recorded["auc"] == pytest.approx(ref)
+    assert summary(df, retention(df), fixed)["d"]["privleak_reference"]["source"] == "fixed"
+
+
+def test_table1_gains_the_utility_columns_only_where_evaluations_have_them(tmp_path):
+    from qunlearn.report.tables import table1
+
+    plain = [_eval(tmp_path, "target", 0.9, 0.9, 1.0), _eval(tmp_path, "retrain", 0.0, 0.1, 1.0)]
+    df = long_metrics(plain, ReportConfig())
+    assert list(table1(df, ["fp32"]).columns) == [
+        "dataset", "row", "scheme", "M1_VerbMem_f", "M2_KnowMem_f", "M3_PrivLeak", "M4_KnowMem_r"
+    ]  # fmt: skip
+    assert not df.metric.str.startswith("U_").any()
+    util = {"util_gen": 0.5, "util_tru_mc1": 0.25, "util_tru_mc2": 0.4, "util_fac_em": 0.1, "util_fac_f1": 0.2}
+    path = tmp_path / "results/d/eval/target/fp32.json"
+    scores = runtime.read_json(path)["metrics"]
+    runtime.write_json_atomic(path, {"metrics": {**scores, **util, "util_flu": 6.5}})
+    t = table1(long_metrics(plain, ReportConfig()), ["fp32"]).set_index("row")
+    assert list(t.columns[-6:]) == ["U_Gen_MMLU", "U_Tru_MC1", "U_Tru_MC2", "U_Fac_EM", "U_Fac_F1", "U_Flu_Entropy"]
+    assert t.loc["Target", "U_Gen_MMLU"] == 50.0 and t.loc["Target", "U_Flu_Entropy"] == 6.5  # Flu in bits, x1

@@ -19,6 +19,29 @@ def encode_documents(tokenizer, texts: list[str], max_length: int) -> list[torch
     return chunks
 
 
+def encode_packed(tokenizer, texts: list[str], max_length: int) -> list[torch.Tensor]:
+    """MUSE's and the paper release's form of ``raw/forget.txt``: every document joined by a blank
+    line, tokenized once without special tokens, cut into pieces of ``max_length - 1`` tokens, each
+    prefixed with BOS; the last chunk, when short, is filled up to ``max_length`` with the start of
+    the first (BOS included), so every chunk is full length."""
+    ids = tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ValueError("encode_packed: no text to train on")
+    step = max_length - 1
+    chunks = [[tokenizer.bos_token_id, *ids[i : i + step]] for i in range(0, len(ids), step)]
+    if len(chunks[-1]) < max_length:
+        chunks[-1] = (chunks[-1] + chunks[0])[:max_length]
+    return [torch.tensor(c, dtype=torch.long) for c in chunks]
+
+
+DATA_FORMATS = {"documents": encode_documents, "packed": encode_packed}
+
+
+def encode(tokenizer, texts: list[str], max_length: int, data_format: str = "documents") -> list[torch.Tensor]:
+    """The training examples of ``texts`` in ``unlearn.data_format`` (documents | packed)."""
+    return DATA_FORMATS[data_format](tokenizer, texts, max_length)
+
+
 def collate(examples: list[torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]:
     """Right-padded input_ids, attention_mask and labels (-100 on padding)."""
     n = max(len(e) for e in examples)

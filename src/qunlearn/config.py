@@ -205,6 +205,9 @@ class DatasetConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig, metadata={"data": True})
     reuse: str | None = None  # source: reuse -> name of the dataset whose data + training we share
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
+    # the paper's utility scores (Gen, Tru, Fac, Flu) on this dataset's evaluations: {enabled,
+    # chat_template, max_items} (settings: qunlearn.evaluate.utility.UtilitySettings); null = off
+    utility: dict[str, Any] | None = None
     methods: list[str] | None = None  # unlearning methods run on this dataset (null = all)
     schemes: list[str] | None = None  # quantization schemes evaluated on this dataset (null = all)
 
@@ -263,6 +266,10 @@ class UnlearnConfig:
     optimizer: str = "adamw"
     reference_device: str = "same"
     gradient_checkpointing: bool = False
+    # The unlearning examples (batching.py): documents (each raw document cut into model.max_length
+    # chunks) | packed (MUSE's and the release's: all documents joined by a blank line, tokenized
+    # once, chunks of BOS + max_length - 1 tokens, the last wrapped around to full length)
+    data_format: str = "documents"
     settings: dict[str, Any] = field(default_factory=dict)  # the method's own settings (e.g. NPO's beta)
 
     JOB_ONLY = ("method", "alpha", "settings")  # set per job; every other field is a key of the unlearn section
@@ -276,6 +283,8 @@ class UnlearnConfig:
             raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"{where}: epochs and batch_size must be >= 1")
+        if self.data_format not in ("documents", "packed"):
+            raise ConfigError(f"{where}.data_format: {self.data_format!r} unknown; use documents or packed")
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"{where}.optimizer: {self.optimizer!r} unknown; use one of {', '.join(OPTIMIZERS)}")
         if not (self.reference_device in ("same", "cpu") or self.reference_device.startswith("cuda:")):
@@ -331,6 +340,27 @@ class GenerationConfig:
 @dataclass
 class EvalConfig(GenerationConfig):
     mink_k: float = 0.4  # Min-K% Prob fraction of the PrivLeak MIA
+    # Batching of generation for bf16/fp16 models (fp32 always pads): padded | by_length | per_item
+    # (evaluate/generation.py; padded lets a greedy continuation depend on its batch in half precision)
+    half_precision_generation: str = "padded"
+    # M1's decoding: greedy (MUSE, and our tables) | paper_code (the paper's release: sampled at
+    # temperature 0.9, see docs/science.md)
+    verbmem_decoding: str = "greedy"
+
+    def validate(self, where: str) -> None:
+        if self.half_precision_generation not in ("padded", "by_length", "per_item"):
+            raise ConfigError(
+                f"{where}.half_precision_generation: {self.half_precision_generation!r} unknown; "
+                "use padded, by_length or per_item"
+            )
+        if self.verbmem_decoding not in VERBMEM_DECODING:
+            raise ConfigError(
+                f"{where}.verbmem_decoding: {self.verbmem_decoding!r} unknown; use {' or '.join(VERBMEM_DECODING)}"
+            )
+
+
+# M1 decoding -> sampling temperature (None = greedy)
+VERBMEM_DECODING = {"greedy": None, "paper_code": 0.9}
 
 
 @dataclass
@@ -354,6 +384,10 @@ class BootstrapConfig:
 class ReportConfig:
     full_precision_scheme: str = field(default="fp32", metadata={"figures": True})
     privleak_reference_scheme: str = "fp32"
+    # dataset -> a fixed retrain AUC for PrivLeak instead of the evaluated retrain model (the
+    # default); the paper's tables used MUSE's constants, NEWS 0.4772 and BOOKS 0.5393
+    # (docs/science.md). summary.json records which reference each dataset used.
+    privleak_reference_auc: dict[str, float] = field(default_factory=dict)
     utility_constrained: list[str] = field(default_factory=lambda: ["ga_gdr", "ga_klr", "npo_gdr", "npo_klr"])
     # metadata: "figure_only" settings change only how figures look (rule figures, not aggregate);
     # "figures" settings are read by both (figure_schemes also orders the tables' scheme columns)
@@ -363,6 +397,11 @@ class ReportConfig:
     quantized_scheme: str = field(default="rtn4", metadata={"figures": True})
     # the intervals of the tables and the figures' error bars (report/intervals.py)
     bootstrap: BootstrapConfig = field(default_factory=BootstrapConfig)
+
+    def validate(self, where: str) -> None:
+        for ds, auc in self.privleak_reference_auc.items():
+            if not 0.0 < auc <= 1.0:
+                raise ConfigError(f"{where}.privleak_reference_auc.{ds}: an AUC in (0, 1], got {auc}")
 
 
 @dataclass

@@ -45,7 +45,7 @@ from .config import (
     to_dict,
 )
 from .paths import BASES, SELECTED, Arm, fmt_num
-from .plugins import METHODS, MethodSpec, Scheme
+from .plugins import METHODS, METRICS, MethodSpec, Scheme
 from .registries import PLUGIN_MODULES  # noqa: F401  (fills the registries)
 
 STUDIES = ("alpha_grid", "lr", "epochs", "loss_variant")
@@ -109,6 +109,7 @@ class Experiment:
             for m in ds.methods or []:
                 self._known_method(m, f"datasets.{name}.methods")
             self._check_scheme_subset(f"datasets.{name}.schemes", ds.schemes)
+            self.metric_groups(name)  # validates datasets.<n>.utility
         r = self.report
         for key in ("full_precision_scheme", "privleak_reference_scheme", "quantized_scheme"):
             self._known_scheme(getattr(r, key), f"report.{key}")
@@ -467,8 +468,23 @@ class Experiment:
     def train_params(self) -> dict:
         return to_dict(self.train)
 
-    def evaluate_params(self) -> dict:
-        return to_dict(self.evaluate)
+    def metric_groups(self, dataset: str) -> dict:
+        """enabled_by -> the resolved settings of each optional metric group ``dataset`` switches on
+        (``datasets.<n>.utility``: the paper's utility scores)."""
+        out = {}
+        for spec in METRICS.specs():
+            raw = getattr(self.datasets[dataset], spec.enabled_by, None) if spec.enabled_by else None
+            if raw is not None and spec.enabled_by not in out:
+                settings = spec.resolve(raw, f"datasets.{dataset}.{spec.enabled_by}")
+                if settings.enabled:
+                    out[spec.enabled_by] = settings
+        return out
+
+    def evaluate_params(self, dataset: str | None = None) -> dict:
+        """The evaluate section, plus the metric groups ``dataset`` enables (absent when off, so a
+        dataset without them keeps its params)."""
+        groups = self.metric_groups(dataset) if dataset is not None else {}
+        return {**to_dict(self.evaluate), **{k: to_dict(v) for k, v in groups.items()}}
 
     def train_check_eval_params(self) -> dict:
         """The evaluation settings the memorisation check of train_base uses: the generation part of

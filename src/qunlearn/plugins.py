@@ -99,7 +99,8 @@ class MetricSpec(PluginSpec):
     """An evaluation metric. ``key`` is its entry in an eval JSON's ``metrics``; ``column`` its
     name in metrics.csv and the tables. Traits: ``retention`` (part of forget-knowledge retention),
     ``utility`` (the utility constraint of the alpha selection), ``relative_to`` (a derived column
-    computed against another model, e.g. PrivLeak against the retrain model)."""
+    computed against another model, e.g. PrivLeak against the retrain model), ``enabled_by`` (an
+    optional metric group a dataset switches on, e.g. the paper's utility scores)."""
 
     key: str = ""
     column: str = ""
@@ -108,6 +109,9 @@ class MetricSpec(PluginSpec):
     utility: bool = False
     relative_to: str | None = None
     order: int = 0  # position in Table 1
+    # the dataset config section that switches it on (``datasets.<n>.<enabled_by>.enabled``; its
+    # settings reach the metric as ``settings``); None = always computed
+    enabled_by: str | None = None
 
 
 class Registry:

@@ -22,6 +22,7 @@ PLUGIN_MODULES = (
     "qunlearn.evaluate.verbmem",
     "qunlearn.evaluate.knowmem",
     "qunlearn.evaluate.privleak",
+    "qunlearn.evaluate.utility",
 )
 
 for _module in PLUGIN_MODULES:

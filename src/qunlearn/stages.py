@@ -188,7 +188,9 @@ def unlearn_model(
     tok = load_tokenizer(base_dir)
     model = load_model(base_dir)
     forget = muse_format.read_texts(data_dir, "raw", "forget")
-    retain = muse_format.read_texts(data_dir, "raw", "retain1")
+    # D_r only for a method with a retain term: GA and NPO run on data without raw/retain1
+    needs_retain = registries.METHODS.get(cfg.method, "unlearn.method").needs_retain
+    retain = muse_format.read_texts(data_dir, "raw", "retain1") if needs_retain else []
     history = unlearn(model, tok, forget, retain, cfg, seed, max_length, progress)
     with runtime.atomic_dir(out_dir) as tmp:
         save_model(model, tok, tmp)
@@ -218,6 +220,16 @@ def _copy_twin(twin: str | Path, out_dir: str | Path, cfg, seed: int, inputs: di
     return meta
 
 
+def metric_groups(eval_cfg: dict) -> dict:
+    """The optional metric groups in an evaluate job's params (``Experiment.evaluate_params``):
+    enabled_by -> settings, resolved by the group's settings class."""
+    out = {}
+    for spec in registries.METRICS.specs():
+        if spec.enabled_by and spec.enabled_by in eval_cfg and spec.enabled_by not in out:
+            out[spec.enabled_by] = spec.resolve(eval_cfg[spec.enabled_by], f"datasets.<dataset>.{spec.enabled_by}")
+    return out
+
+
 def evaluate_model(
     model_dir: str | Path,
     data_dir: str | Path,
@@ -244,7 +256,8 @@ def evaluate_model(
     started = time.time()
     runtime.seed_everything(seed, threads)
     scfg = Scheme.from_config(scheme_name, scheme)
-    ecfg = from_dict(EvalConfig, eval_cfg, "evaluate")
+    groups = metric_groups(eval_cfg)
+    ecfg = from_dict(EvalConfig, {k: v for k, v in eval_cfg.items() if k not in groups}, "evaluate")
     tok = load_tokenizer(model_dir)
     if scfg.calibrated:
         qmeta = runtime.read_json(Path(model_dir) / "meta.json")
@@ -260,7 +273,7 @@ def evaluate_model(
         qinfo = quantize_model(model, scfg)
     else:
         model, qinfo = load_quantized(model_dir, scfg)
-    result = evaluate_all(model, tok, data_dir, ecfg, progress)
+    result = evaluate_all(model, tok, data_dir, ecfg, progress, groups)
     out = {
         "model_dir": str(model_dir),
         "scheme": scheme_name,
@@ -268,7 +281,7 @@ def evaluate_model(
         **result,
         "meta": runtime.build_meta(
             "evaluate",
-            {"scheme": scfg.resolved(), "evaluate": to_dict(ecfg)},
+            {"scheme": scfg.resolved(), "evaluate": {**to_dict(ecfg), **{k: to_dict(v) for k, v in groups.items()}}},
             seed,
             {"model": model_dir, "data": data_dir},
             started,

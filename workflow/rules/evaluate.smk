@@ -23,7 +23,7 @@ rule evaluate:
         **job_resources("evaluate"),
     params:
         scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
-        evaluate=as_json(EXP.evaluate_params()),
+        evaluate=lambda w: as_json(EXP.evaluate_params(w.dataset)),
         seed=lambda w: EXP.model_seed(w.model_id),
     script:
         f"{SCRIPTS}/evaluate.py"

@@ -22,6 +22,25 @@ SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
 }
 
 
+# What reads each split (the missing-split errors name it). raw/retain2 and raw/holdout are read
+# only to train a tokenizer or bases here, or as GPTQ/AWQ calibration text (calibration_split).
+NEEDED_BY: dict[str, str] = {
+    "raw/forget": "unlearning (every method), and training a target here",
+    "raw/retain1": "the methods with a retain term (GDR, KLR, their SURE variants; not GA, NPO, SimNPO), "
+    "and training bases here",
+    "raw/retain2": "GPTQ/AWQ calibration (calibration_split: retain2, the default), and training bases here",
+    "raw/holdout": "GPTQ/AWQ calibration with calibration_split: holdout, and training a tokenizer here",
+    "verbmem/forget": "M1 VerbMem (metric verbmem_f)",
+    "knowmem/forget_qa": "M2 KnowMem on D_f (metric knowmem_f)",
+    "knowmem/forget_qa_icl": "M2 KnowMem on D_f (metric knowmem_f), its in-context shots",
+    "knowmem/retain_qa": "M4 KnowMem on D_r (metric knowmem_r) and the alpha selection",
+    "knowmem/retain_qa_icl": "M4 KnowMem on D_r (metric knowmem_r), its in-context shots",
+    "privleak/forget": "M3 PrivLeak (metric privleak), the members",
+    "privleak/retain": "nothing in this pipeline (MUSE ships it)",
+    "privleak/holdout": "M3 PrivLeak (metric privleak), the non-members",
+}
+
+
 class DataFormatError(ValueError):
     """A data file is missing or does not follow the MUSE layout; the message names file and line."""
 
@@ -50,7 +69,10 @@ def read_split(data_dir: str | Path, config: str, split: str) -> list[dict]:
     fields = SPLITS[config][split]
     path = split_path(data_dir, config, split)
     if not path.is_file():
-        raise DataFormatError(f"{path}: missing (expected MUSE split {config}/{split})")
+        raise DataFormatError(
+            f"{path}: missing (MUSE split {config}/{split}, needed by {NEEDED_BY[f'{config}/{split}']}); "
+            f"the data stage's meta.json lists the splits its source lacked"
+        )
     records = []
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, start=1):

@@ -1,8 +1,34 @@
-"""Batched greedy generation and per-token log-probs (one model load, many items)."""
+"""Batched greedy generation and per-token log-probs (one model load, many items).
+
+Batching and half precision: with left padding, a padded row's attention and matmuls run over a
+different shape than the same prompt alone, and in bf16/fp16 the rounding of those reductions can
+flip a greedy argmax, so a continuation depends on the batch it landed in (MUSE-News bf16 target:
+VerbMem 97.2 at batch 8 or 32, 100.0 at batch 1, as MUSE generates). ``batching`` chooses:
+
+- ``padded``: prompts sorted by length, batches of ``batch_size``, left-padded (the fastest; in
+  fp32 the masked padding changes the logits by rounding far below the gaps greedy decoding decides);
+- ``by_length``: only prompts of the same token length share a batch, so nothing is padded and every
+  row is computed as it would be alone (up to the GEMM kernel's choice for the batch shape);
+- ``per_item``: one prompt at a time, as MUSE does.
+
+:func:`batching_for` picks ``padded`` for fp32 models and the configured
+``evaluate.half_precision_generation`` for bf16/fp16 ones (docs/guide/schemes.md, "Generation in
+half precision").
+"""
 
 from __future__ import annotations
 
 import torch
+
+BATCHING = ("padded", "by_length", "per_item")
+
+
+def batching_for(model, half_precision_generation: str) -> str:
+    """The batching of generation for ``model``: ``padded`` in fp32, the configured one otherwise."""
+    if half_precision_generation not in BATCHING:
+        raise ValueError(f"batching {half_precision_generation!r} unknown; use one of {', '.join(BATCHING)}")
+    dtype = getattr(model, "dtype", None) or next(model.parameters()).dtype
+    return half_precision_generation if dtype in (torch.bfloat16, torch.float16) else "padded"
 
 
 def model_max_length(model) -> int:
@@ -15,6 +41,22 @@ def _batches(order: list[int], size: int):
         yield order[i : i + size]
 
 
+def generation_batches(lengths: list[int], batch_size: int, batching: str = "padded") -> list[list[int]]:
+    """Item indices per batch: longest first; ``by_length`` never mixes token lengths in a batch,
+    ``per_item`` puts each item alone."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    if batching == "padded":
+        return list(_batches(order, batch_size))
+    if batching == "per_item":
+        return [[i] for i in order]
+    if batching == "by_length":
+        groups: dict[int, list[int]] = {}
+        for i in order:
+            groups.setdefault(lengths[i], []).append(i)
+        return [b for n in sorted(groups, reverse=True) for b in _batches(groups[n], batch_size)]
+    raise ValueError(f"batching {batching!r} unknown; use one of {', '.join(BATCHING)}")
+
+
 @torch.no_grad()
 def greedy_generate(
     model,
@@ -25,16 +67,21 @@ def greedy_generate(
     stop_strings: list[str] | None = None,
     max_length: int | None = None,
     progress: bool = False,
+    batching: str = "padded",
+    temperature: float | None = None,
 ) -> list[str]:
-    """Greedy continuations (new text only), batched with left padding; items sorted by length."""
+    """Greedy continuations (new text only), batched as ``batching`` says (module docstring);
+    ``temperature`` set: sampled at that temperature instead (the rest of the sampling settings
+    from the model's generation config), from torch's global generator (seeded by the stage)."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
     lengths = [len(tokenizer(p)["input_ids"]) for p in prompts]
-    order = sorted(range(len(prompts)), key=lambda i: -lengths[i])
     outputs: list[str] = [""] * len(prompts)
     tokenizer.padding_side = "left"
-    for idx in tqdm(list(_batches(order, batch_size)), desc="generate", disable=not progress, leave=False):
+    decoding = dict(do_sample=False) if temperature is None else dict(do_sample=True, temperature=temperature)
+    batches = generation_batches(lengths, batch_size, batching)
+    for idx in tqdm(batches, desc="generate", disable=not progress, leave=False):
         enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True)
         enc = {k: v.to(device) for k, v in enc.items()}
         new_tokens = max_new_tokens
@@ -44,8 +91,8 @@ def greedy_generate(
         out = model.generate(
             **enc,
             max_new_tokens=new_tokens,
-            do_sample=False,
             num_beams=1,
+            **decoding,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
             **kwargs,

@@ -38,7 +38,7 @@ def knowmem(model, tokenizer, qa: list[dict], icl: list[dict], cfg, progress: bo
     import numpy as np
 
     from . import metrics
-    from .generation import greedy_generate, model_max_length
+    from .generation import batching_for, greedy_generate, model_max_length
 
     prompts = [metrics.icl_prompt(icl, q["question"]) for q in qa]
     raw = greedy_generate(
@@ -50,6 +50,7 @@ def knowmem(model, tokenizer, qa: list[dict], icl: list[dict], cfg, progress: bo
         stop_strings=list(metrics.KNOWMEM_STOPS),
         max_length=model_max_length(model),
         progress=progress,
+        batching=batching_for(model, cfg.half_precision_generation),
     )
     items = []
     for q, out in zip(qa, raw):

@@ -1,5 +1,8 @@
 """M1 VerbMem (MUSE): greedy continuation of a forget-set excerpt, ROUGE-L F1 against the true
-continuation truncated to the same number of tokens."""
+continuation truncated as MUSE truncates it: ``tokenizer(gt)`` *with* its special tokens cut to
+``verbmem_max_new_tokens`` ids (with a BOS-adding tokenizer: BOS + 127 text tokens at 128), decoded
+without them. ``evaluate.verbmem_decoding: paper_code`` samples at temperature 0.9 instead, as the
+paper's release did (docs/science.md)."""
 
 from __future__ import annotations
 
@@ -31,8 +34,9 @@ def verbmem(model, tokenizer, items_in: list[dict], cfg, progress: bool = False)
     """VerbMem of ``items_in`` ({prompt, gt}); also train_base's memorisation check."""
     import numpy as np
 
+    from ..config import VERBMEM_DECODING
     from . import metrics
-    from .generation import greedy_generate, model_max_length
+    from .generation import batching_for, greedy_generate, model_max_length
 
     n = cfg.verbmem_max_new_tokens
     outs = greedy_generate(
@@ -43,11 +47,17 @@ def verbmem(model, tokenizer, items_in: list[dict], cfg, progress: bool = False)
         cfg.batch_size,
         max_length=model_max_length(model),
         progress=progress,
+        batching=batching_for(model, cfg.half_precision_generation),
+        temperature=VERBMEM_DECODING[cfg.verbmem_decoding],
     )
     items = []
     for it, out in zip(items_in, outs):
-        # The reference is the true continuation truncated to the same number of tokens.
-        gt_ids = tokenizer(it["gt"], add_special_tokens=False)["input_ids"][:n]
-        gt = tokenizer.decode(gt_ids, skip_special_tokens=True)
+        gt = reference(tokenizer, it["gt"], n)
         items.append({"prompt": it["prompt"], "gt": gt, "output": out, "score": metrics.rouge_l_f1(out, gt)})
     return {"score": float(np.mean([it["score"] for it in items])), "items": items}
+
+
+def reference(tokenizer, gt: str, n: int) -> str:
+    """MUSE's reference: ``tokenizer(gt)`` with special tokens, the first ``n`` ids, decoded without
+    them (a BOS-adding tokenizer keeps n - 1 text tokens)."""
+    return tokenizer.decode(tokenizer(gt)["input_ids"][:n], skip_special_tokens=True)

@@ -64,17 +64,23 @@ def parse_eval_path(path: str | Path, selected_alphas: dict | None = None) -> di
 def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict | None = None) -> pd.DataFrame:
     """One row per (model, scheme, metric), scaled as the spec says (x100 as MUSE reports them); a
     metric ``relative_to`` a model (PrivLeak) is computed against that model's raw score at
-    ``report.privleak_reference_scheme``."""
+    ``report.privleak_reference_scheme``, or against ``report.privleak_reference_auc[dataset]``
+    where the config fixes one (:func:`privleak_reference`)."""
     rows, raw = [], {}
     for path in eval_paths:
         key = {**parse_eval_path(path, selected_alphas), "headline": True}
         scores = runtime.read_json(path)["metrics"]
         for spec in metric_specs():
+            if spec.enabled_by and spec.key not in scores:  # an optional group the dataset left off
+                continue
             name = raw_column(spec) if spec.relative_to else spec.column
             rows.append({**key, "metric": name, "value": spec.scale * scores[spec.key]})
             if spec.relative_to:
                 raw[(spec, key["dataset"], key["model_id"], key["scheme"])] = (key, scores[spec.key])
     for (spec, dataset, _, _), (key, value) in raw.items():
+        if dataset in cfg.privleak_reference_auc:  # a fixed reference AUC (MUSE's constants)
+            rows.append({**key, "metric": spec.column, "value": privleak(value, cfg.privleak_reference_auc[dataset])})
+            continue
         ref = raw.get((spec, dataset, spec.relative_to, cfg.privleak_reference_scheme))
         if ref is None:
             raise ValueError(
@@ -122,3 +128,19 @@ def read_metrics(path: str | Path) -> pd.DataFrame:
     for col in ("selected", "headline"):
         df[col] = df[col].astype(str) == "True"
     return df
+
+
+def privleak_reference(df: pd.DataFrame, dataset: str, cfg: ReportConfig) -> dict:
+    """What PrivLeak of ``dataset`` was computed against: a fixed AUC from the config, or the
+    evaluated retrain model's AUC at ``report.privleak_reference_scheme`` (summary.json records it)."""
+    if dataset in cfg.privleak_reference_auc:
+        return {"source": "fixed", "auc": float(cfg.privleak_reference_auc[dataset])}
+    spec = next(s for s in metric_specs() if s.relative_to)
+    rows = df[
+        (df.dataset == dataset)
+        & (df.model_id == spec.relative_to)
+        & (df.scheme == cfg.privleak_reference_scheme)
+        & (df.metric == raw_column(spec))
+    ]
+    auc = float(rows.value.iloc[0]) / spec.scale if len(rows) else float("nan")
+    return {"source": f"{spec.relative_to} model at {cfg.privleak_reference_scheme}", "auc": auc}

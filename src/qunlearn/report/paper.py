@@ -8,6 +8,8 @@
   ``ret/<ds>/<m>/<s>`` the same when the method has a single (alpha, lr),
   ``n/<ds>/methods`` the number of utility-constrained methods,
   ``summary/<ds>/<path>`` every other number of summary.json (keys added by later issues flow in).
+  With two or more datasets ``<ds>`` also takes the value ``mean_over_datasets`` (the unweighted
+  mean over datasets, ``report.tables.mean_over_datasets``): ``ret/mean_over_datasets/<s>`` etc.
   An undefined key prints a bold ?? and a LaTeX warning, like an undefined \\ref.
 - ``tables.tex`` / ``figures.tex``: one ``\\input`` per LaTeX table and one figure environment per
   PDF figure of the report catalog (``report.catalog``), so a table or figure declared there flows

@@ -35,7 +35,7 @@ def objective(method: str) -> str:
 
 def short_metrics() -> dict[str, str]:
     """The absolute metrics' columns -> their short names in the study tables (M1, M2, M4)."""
-    return {s.column: s.column.split("_")[0] for s in metric_specs() if not s.relative_to}
+    return {s.column: s.column.split("_")[0] for s in metric_specs() if not s.relative_to and not s.enabled_by}
 
 
 def study_table(

@@ -13,7 +13,7 @@ from .. import paths
 from ..config import ReportConfig
 from ..registries import METHODS
 from . import intervals as iv
-from .frame import MODEL_KEY, column, metric_specs, wide_metrics
+from .frame import MODEL_KEY, column, metric_specs, privleak_reference, wide_metrics
 from .retention import forget_retention, retention_metrics
 
 RETENTION_COLUMNS = [*MODEL_KEY, "scheme", "retention"]
@@ -22,8 +22,11 @@ RETENTION = "retention"  # the metric name of retention rows in intervals.csv
 MODEL_ORDER = {"target": 0, "retrain": 1, "unlearn": 2}
 
 
-def table1_columns() -> list[str]:
-    return [s.column for s in metric_specs()]
+def table1_columns(df: pd.DataFrame | None = None) -> list[str]:
+    """Table 1's metric columns in spec order; given the frame, an optional group's columns
+    (``enabled_by``, e.g. the utility scores) only where some evaluation has them."""
+    present = None if df is None else set(df.metric)
+    return [s.column for s in metric_specs() if not (s.enabled_by and present is not None and s.column not in present)]
 
 
 def retention(df: pd.DataFrame) -> pd.DataFrame:
@@ -47,9 +50,10 @@ def _model_label(row) -> str:
 
 
 def table1(df: pd.DataFrame, scheme_order: list[str], ivals: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Rows model x scheme, columns M1-M4 (Table 1 of the paper); with ``ivals`` (:func:`interval_table`)
+    """Rows model x scheme, columns M1-M4 (Table 1 of the paper), then the utility scores where the
+    dataset enables them; with ``ivals`` (:func:`interval_table`)
     also ``<column> lo`` and ``<column> hi`` after the four and the number of seeds."""
-    cols = table1_columns()
+    cols = table1_columns(df)
     wide = wide_metrics(df, cols)
     wide["_m"] = wide.model.map(MODEL_ORDER)
     wide["_s"] = wide.scheme.map({s: i for i, s in enumerate(scheme_order)})
@@ -157,10 +161,30 @@ def retention_wide(ret: pd.DataFrame, schemes: list[str]) -> pd.DataFrame:
     return wide[[c for c in wide.columns if c not in schemes] + [s for s in schemes if s in wide]]
 
 
+# The summary's entry for the mean over datasets (present when a run has two or more datasets).
+MEAN_OVER_DATASETS = "mean_over_datasets"
+_AVERAGED = ("mean_retention_utility_constrained", "target_m2_relative_to_full_precision")
+
+
+def mean_over_datasets(per_dataset: dict) -> dict:
+    """The unweighted mean over datasets of each dataset's per-scheme headline numbers (the paper's
+    "21% at full precision, 83% at 4 bits" is this mean over NEWS and BOOKS). A scheme enters only
+    where every dataset reports it, so the mean never silently covers a subset of the datasets."""
+    out: dict = {"datasets": sorted(per_dataset)}
+    for name in _AVERAGED:
+        tables = [per_dataset[ds][name] for ds in out["datasets"]]
+        common = [s for s in tables[0] if all(s in t for t in tables)]
+        out[name] = {s: float(sum(t[s] for t in tables) / len(tables)) for s in common}
+    return out
+
+
 def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
     """Headline numbers per dataset: mean retention of the utility-constrained methods per scheme,
-    and the target's own M2 kept at each scheme relative to full precision."""
+    and the target's own M2 kept at each scheme relative to full precision; with two or more
+    datasets also their mean (:func:`mean_over_datasets`, under ``MEAN_OVER_DATASETS``)."""
     out = {}
+    if MEAN_OVER_DATASETS in set(df.dataset):
+        raise ValueError(f"a dataset may not be named {MEAN_OVER_DATASETS!r} (the summary's mean over datasets)")
     masked = ret.method.map(lambda m: METHODS[m].saliency_masked).astype(bool)
     for ds in sorted(df.dataset.unique()):
         r = ret[(ret.dataset == ds) & ret.method.isin(cfg.utility_constrained)]
@@ -179,7 +203,10 @@ def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
                 m: float(a)
                 for m, a in ret[ret.dataset == ds].drop_duplicates("method").set_index("method").alpha.items()
             },
+            "privleak_reference": privleak_reference(df, ds, cfg),
         }
+    if len(out) > 1:
+        out[MEAN_OVER_DATASETS] = mean_over_datasets(out)
     return out
 
 

@@ -10,7 +10,7 @@ import logging
 
 import torch
 
-from ..batching import collate, encode_documents, epoch_batches, to_device
+from ..batching import collate, encode, epoch_batches, to_device
 from ..config import UnlearnConfig
 from ..memory import enable_gradient_checkpointing, frozen_reference, make_optimizer
 
@@ -60,8 +60,8 @@ def unlearn(
     params = method.trainable_parameters(model)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    forget = encode_documents(tokenizer, forget_texts, max_length)
-    retain = encode_documents(tokenizer, retain_texts, max_length) if spec.needs_retain else []
+    forget = encode(tokenizer, forget_texts, max_length, cfg.data_format)
+    retain = encode(tokenizer, retain_texts, max_length, cfg.data_format) if spec.needs_retain else []
     gen = torch.Generator().manual_seed(seed)
     retain_cycle = _Cycle(len(retain), cfg.batch_size, gen) if retain else None
     opt = make_optimizer(params.values(), cfg.optimizer, cfg.lr, cfg.weight_decay)
