@@ -178,6 +178,15 @@ def test_late_failures_are_config_errors_naming_the_key(default_config, mutate, 
         Experiment(default_config)
 
 
+def test_a_nan_alpha_in_a_config_file_fails_the_dry_run_naming_the_key(tmp_path):
+    """YAML's .nan passes the JSON schema (NaN compares false with every bound); the dataclass names it."""
+    text = (ROOT / "config.yaml").read_text()
+    old = "    ga_gdr:  {alphas: [1, 2, 5]}\n"
+    assert text.count(old) == 1
+    out = dry_run_error(tmp_path, text.replace(old, "    ga_gdr:  {alphas: [1, .nan]}\n"))
+    assert "invalid config: unlearn.methods.ga_gdr.alphas[1]: expected a finite number, got nan" in out, out
+
+
 def test_group_sizes_of_published_bases_are_checked_when_a_job_holds_the_model(default_config):
     """Widths of a base taken as published are unknown at parse time: the config passes, and the
     quantizer refuses the model naming the scheme's setting and the layer."""
