@@ -4,20 +4,34 @@
 #          -> aggregate tables, figures -> paper/ (snakemake paper: also paper/main.pdf)
 # Paths and model ids: src/qunlearn/paths.py (docs/guide/paths.md); planning: src/qunlearn/experiment.py.
 
-from snakemake.utils import min_version, validate
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from qunlearn.config import ConfigError
+from qunlearn.configfile import check_config_files, validate_config
 
 min_version("9.0")
 
 
 # The embedded default, unless the user passes --configfile: then that file alone is the config
 # (Snakemake would otherwise deep-merge it into config.yaml, keeping e.g. the default's methods).
-# --config KEY=VALUE still overrides either.
+# --config KEY=VALUE still overrides either. Every config file is re-read by qunlearn.configfile
+# (Snakemake's loader keeps the last of two equal keys and names no file or line in its errors),
+# and the schema check prints one line (the key, what is wrong, what is allowed).
+try:
+    check_config_files(workflow.overwrite_configfiles or ["config.yaml"])
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
 if not workflow.overwrite_configfiles:
 
     configfile: "config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+try:
+    validate_config(config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml")
+except ConfigError as err:
+    raise WorkflowError(f"invalid config: {err}") from None
 
 
 include: "workflow/rules/common.smk"

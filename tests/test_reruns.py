@@ -323,7 +323,7 @@ def test_the_corpus_seed_replans_everything_downstream_of_data_prep(finished_def
 
 
 def test_the_model_size_replans_training_and_everything_after(finished_default, tmp_path):
-    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["model"].update(hidden_size=64))
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["model"].update(hidden_size=256))
     assert job_stats(jobs) == {"train_base": 2 * len(Experiment(cfg).owned_datasets()), **_everything(cfg)}
 
 

@@ -8,6 +8,7 @@ slice has a key the stage does not know or a value of the wrong type.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,7 +19,12 @@ class ConfigError(ValueError):
     """A config value is missing, unknown or of the wrong type; the message names the key."""
 
 
-def _check_type(value: Any, tp: Any, where: str) -> Any:
+# A float field whose metadata has NONFINITE: True accepts nan/inf; every other float setting
+# rejects them (``alphas: [.nan]`` would otherwise reach a path as ``alpha~nan``).
+NONFINITE = "nonfinite"
+
+
+def _check_type(value: Any, tp: Any, where: str, nonfinite: bool = False) -> Any:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
@@ -29,7 +35,7 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _check_type(value, arg, where)
+                return _check_type(value, arg, where, nonfinite)
             except ConfigError as err:
                 errors.append(str(err))
         raise ConfigError(errors[0] if errors else f"{where}: bad value {value!r}")
@@ -37,18 +43,24 @@ def _check_type(value: Any, tp: Any, where: str) -> Any:
         (inner,) = typing.get_args(tp)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {type(value).__name__} {value!r}")
-        return [_check_type(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_check_type(v, inner, f"{where}[{i}]", nonfinite) for i, v in enumerate(value)]
     if origin is dict:
         _, inner = typing.get_args(tp)
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-        return {k: _check_type(v, inner, f"{where}.{k}") for k, v in value.items()}
+        return {k: _check_type(v, inner, f"{where}.{k}", nonfinite) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, where)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ConfigError(f"{where}: {value!r} is too large for a float") from None
+        if not nonfinite and not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where}: expected an integer, got {value!r}")
@@ -82,7 +94,9 @@ def from_dict(cls, data: dict | None, where: str = "config"):
     kwargs = {}
     for f in dataclasses.fields(cls):
         if f.name in data:
-            kwargs[f.name] = _check_type(data[f.name], hints[f.name], f"{where}.{f.name}")
+            kwargs[f.name] = _check_type(
+                data[f.name], hints[f.name], f"{where}.{f.name}", bool(f.metadata.get(NONFINITE))
+            )
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{where}: missing required key {f.name!r}")
     obj = cls(**kwargs)
@@ -134,6 +148,17 @@ class TokenizerConfig:
     pretrained: str | None = None
     revision: str | None = None
 
+    def validate(self, where: str) -> None:
+        _no_empty_strings(self, where, ("pretrained", "revision"))
+
+
+def _no_empty_strings(obj, where: str, keys) -> None:
+    """``key: ""`` is never a value (a hub id, a path, a revision): null means 'not given'."""
+    for key in keys:
+        value = getattr(obj, key)
+        if value is not None and not value.strip():
+            raise ConfigError(f"{where}.{key}: empty string; give a value or null (or leave the key out)")
+
 
 @dataclass
 class ReleaseConfig:
@@ -166,6 +191,9 @@ class MuseConfig:
     cache_dir: str | None = None  # datasets cache (default: HF_DATASETS_CACHE / ~/.cache)
     max_items: int | None = None  # keep only the first N records of every split (smoke tests)
 
+    def validate(self, where: str) -> None:
+        _no_empty_strings(self, where, ("hub_id", "revision", "local_dir", "cache_dir"))
+
 
 @dataclass
 class PretrainedModelConfig:
@@ -176,6 +204,7 @@ class PretrainedModelConfig:
     revision: str | None = None
 
     def validate(self, where: str) -> None:
+        _no_empty_strings(self, where, ("hub_id", "path", "revision"))
         if (self.hub_id is None) == (self.path is None):
             raise ConfigError(f"{where}: give exactly one of hub_id or path")
 
@@ -230,6 +259,18 @@ class ModelConfig:
     intermediate_size: int = 384
     max_length: int = 256
     tie_word_embeddings: bool = False
+
+    def validate(self, where: str) -> None:
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"{where}.num_heads: hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+        head_dim = self.hidden_size // self.num_heads
+        if head_dim % 2:
+            raise ConfigError(
+                f"{where}.num_heads: head size hidden_size/num_heads = {head_dim} is odd; rotary position "
+                "embeddings need an even head size"
+            )
 
 
 @dataclass
@@ -402,6 +443,12 @@ class ReportConfig:
         for ds, auc in self.privleak_reference_auc.items():
             if not 0.0 < auc <= 1.0:
                 raise ConfigError(f"{where}.privleak_reference_auc.{ds}: an AUC in (0, 1], got {auc}")
+
+    def validate(self, where: str) -> None:
+        if not self.figure_schemes:
+            raise ConfigError(f"{where}.figure_schemes: at least one scheme (the figures' columns)")
+        if not self.utility_constrained:
+            raise ConfigError(f"{where}.utility_constrained: at least one method (the headline mean retention)")
 
 
 @dataclass

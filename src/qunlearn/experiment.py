@@ -52,6 +52,17 @@ STUDIES = ("alpha_grid", "lr", "epochs", "loss_variant")
 SWEEP_COORDINATE = {"lr": "lr", "epochs": "epochs", "loss_variant": "loss"}  # study -> the Arm field it varies
 
 
+def _distinct_texts(values, where: str) -> None:
+    """Configured numbers that end up in paths must have distinct texts (fmt_num): two values
+    sharing one would silently become one run."""
+    seen: dict[str, Any] = {}
+    for v in values:
+        text = fmt_num(v)
+        if text in seen:
+            raise ConfigError(f"{where}: {text} is given twice ({seen[text]!r} and {v!r}); give each value once")
+        seen[text] = v
+
+
 class Experiment:
     """Every planning answer for one config (a plain dict, as Snakemake holds it)."""
 
@@ -134,8 +145,40 @@ class Experiment:
             for d in sweep.datasets or []:
                 if d not in self.datasets:
                     raise ConfigError(f"sweeps.{study}.datasets: no dataset named {d!r}")
+        for m in self.unlearn.methods:
+            _distinct_texts(self.method_settings[m].alphas or [], f"unlearn.methods.{m}.alphas")
+        if self.sweeps.lr is not None:
+            _distinct_texts(self.sweeps.lr.lrs, "sweeps.lr.lrs")
+        self._check_group_sizes()
         for arm in self.unlearn_jobs():
             self.unlearn_params(arm)  # validates every job's UnlearnConfig
+
+    def _check_group_sizes(self) -> None:
+        """Every group size (a scheme's ``group_size``, a release's ``snap_group_size``) applied to a
+        trained base divides the widths its layers' inputs have (``model.hidden_size``: attention and
+        MLP inputs, lm_head; ``model.intermediate_size``: the MLP's down projection). Bases taken as
+        published have widths unknown here: quantize.check_group_size checks them when a job loads one."""
+        widths = {"model.hidden_size": self.model.hidden_size, "model.intermediate_size": self.model.intermediate_size}
+
+        def check(group_size, where: str) -> None:
+            bad = {k: w for k, w in widths.items() if group_size and w % group_size}
+            if bad:
+                k, w = next(iter(bad.items()))
+                raise ConfigError(
+                    f"{where}: group size {group_size} does not divide the layer width {k} = {w} of the trained "
+                    f"model; use a divisor of {', '.join(str(v) for v in widths.values())} (or null: per channel)"
+                )
+
+        for ds in self.owned_datasets():
+            if all(self.pretrained_base(ds, base) is not None for base in BASES):
+                continue  # no base of this dataset is trained here
+            for d in [d for d in self.datasets if self.owner(d) == ds]:
+                release = self.datasets[d].release
+                if release.snap_bits is not None:
+                    check(release.snap_group_size, f"datasets.{d}.release.snap_group_size")
+                for s in self.dataset_schemes(d):
+                    group_size = getattr(self.schemes[s].settings, "group_size", None)
+                    check(group_size, f"quantize.schemes.{s}.group_size")
 
     def _known_method(self, m: str, where: str) -> None:
         if m not in self.unlearn.methods:

@@ -25,6 +25,7 @@ functions that fill them; ``parse_*`` are their inverses. Round trips are tested
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -64,8 +65,18 @@ _MODEL_ID = re.compile(rf"^{MODEL_ID_REGEX}$")
 
 
 def fmt_num(x: float) -> str:
-    """Canonical text of a number in ids and tables: 1 -> '1', 3e-05 -> '3e-05', 0.5 -> '0.5'."""
-    return f"{float(x):g}"
+    """Canonical text of a number in ids and tables: 1 -> '1', 3e-05 -> '3e-05', 0.5 -> '0.5'.
+
+    Exact: the short ``:g`` form when it reads back as the same float, else the shortest text that
+    does (``repr``), e.g. 1.0000001 -> '1.0000001' (``:g`` would give '1'). So ``float(fmt_num(x))
+    == x`` and two distinct numbers never share a path."""
+    x = float(x)
+    if not math.isfinite(x):
+        raise ValueError(f"{x!r}: not a finite number (ids and paths hold finite numbers only)")
+    short = f"{x:g}"
+    if float(short) == x:
+        return short
+    return str(int(x)) if x.is_integer() and abs(x) < 2**53 else repr(x)
 
 
 @dataclass(frozen=True, order=True)

@@ -23,6 +23,7 @@ from .config import (
     to_dict,
 )
 from .data import muse_format
+from .paths import fmt_num
 from .plugins import Scheme
 
 log = logging.getLogger(__name__)
@@ -182,7 +183,7 @@ def unlearn_model(
         unlearn_cfg = {**unlearn_cfg, "alpha": selected_alpha(selection_json)}
         inputs["selection"] = selection_json
     cfg = from_dict(UnlearnConfig, unlearn_cfg, "unlearn")
-    twin = (grid_twins or {}).get(f"{cfg.alpha:g}")
+    twin = (grid_twins or {}).get(fmt_num(cfg.alpha))  # the grid arm's path text of this alpha
     if twin is not None:
         return _copy_twin(twin, out_dir, cfg, seed, {**inputs, "twin": twin}, started)
     tok = load_tokenizer(base_dir)

@@ -30,6 +30,21 @@ def check_bits(where: str, bits: int | None, group_size: int | None, quantizer: 
         raise ConfigError(f"{where}.group_size: must be >= 0, got {group_size}")
 
 
+def check_group_size(linears: dict, group_size: int | None, where: str) -> None:
+    """Each layer's input width is a multiple of ``group_size`` (null / 0: per channel, always fine).
+    The config check (Experiment) does this for the trained tiny model; this one runs when a job
+    holds the model (a base taken as published has widths unknown at parse time). The error names
+    the setting and the layer."""
+    if not group_size:
+        return
+    for name, module in linears.items():
+        if module.in_features % group_size:
+            raise ConfigError(
+                f"{where}: group size {group_size} does not divide the input width {module.in_features} "
+                f"of layer {name}; use a divisor of every layer's input width (or null: per channel)"
+            )
+
+
 def no_grad(fn):
     """``torch.no_grad()`` as a decorator that imports torch only when ``fn`` runs (a module-level
     ``@torch.no_grad()`` would import torch with the plugin's spec)."""

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigError
 from ..plugins import QUANTIZERS, QuantizerSpec
-from . import check_bits, no_grad, target_linears
+from . import check_bits, check_group_size, no_grad, target_linears
 
 CALIBRATION_SPLITS = ("retain1", "retain2", "holdout")  # raw/<split>: never the forget set
 GPTQ_ACTORDERS = ("static", "group", "weight")
@@ -187,6 +187,11 @@ class _LlmcBase:
 
         if not texts:
             raise ValueError(f"{scheme.quantizer}: no calibration texts")
+        check_group_size(
+            target_linears(model, include_lm_head=False),
+            scheme.setting("group_size"),
+            f"quantize.schemes.{scheme.name}.group_size",
+        )
         s = scheme.resolved()
         enc = [tokenizer(t, truncation=True, max_length=s["calibration_max_length"]) for t in texts]
         ds = Dataset.from_dict(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..plugins import QUANTIZERS, QuantizerSpec
-from . import check_bits, no_grad, target_linears
+from . import check_bits, check_group_size, no_grad, target_linears
 
 if TYPE_CHECKING:
     import torch
@@ -87,10 +87,15 @@ def rtn_fake_quant(w: torch.Tensor, bits: int, group_size: int | None = None) ->
 
 
 @no_grad
-def snap_linears(model, bits: int, group_size: int | None, include_lm_head: bool) -> list[str]:
-    """Replace each targeted Linear weight by its RTN dequantization (in place)."""
+def snap_linears(
+    model, bits: int, group_size: int | None, include_lm_head: bool, where: str = "release.snap_group_size"
+) -> list[str]:
+    """Replace each targeted Linear weight by its RTN dequantization (in place); ``where`` names the
+    group-size setting in the error when it does not divide a layer's input width."""
     names = []
-    for name, module in target_linears(model, include_lm_head).items():
+    linears = target_linears(model, include_lm_head)
+    check_group_size(linears, group_size, where)
+    for name, module in linears.items():
         module.weight.copy_(rtn_fake_quant(module.weight, bits, group_size))
         names.append(name)
     return names
@@ -99,7 +104,9 @@ def snap_linears(model, bits: int, group_size: int | None, include_lm_head: bool
 class RTNQuantizer:
     def apply(self, model, scheme) -> dict:
         s = scheme.resolved()
-        names = snap_linears(model, s["bits"], s["group_size"], s["include_lm_head"])
+        names = snap_linears(
+            model, s["bits"], s["group_size"], s["include_lm_head"], f"quantize.schemes.{scheme.name}.group_size"
+        )
         return {
             "quantizer": "rtn",
             "bits": s["bits"],

@@ -42,7 +42,7 @@ def parse_eval_path(path: str | Path, selected_alphas: dict | None = None) -> di
     alpha, selected = p.alpha, p.alpha == paths.SELECTED
     if selected:
         try:
-            alpha = f"{(selected_alphas or {})[(dataset, p.method)]:g}"
+            alpha = paths.fmt_num((selected_alphas or {})[(dataset, p.method)])
         except KeyError:
             raise ValueError(
                 f"{path}: alpha~selected but no alpha selection for ({dataset}, {p.method}) was given"
