@@ -338,9 +338,8 @@ def read_json(path: str | Path, what: str = "a JSON document", keys: tuple[str, 
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        hint = " (truncated?)" if err.pos >= len(text.rstrip()) else ""
         raise InputFileError(
-            f"{path}:{err.lineno}:{err.colno}: not valid JSON{hint}: {err.msg}; expected {what}"
+            f"{path}:{err.lineno}:{err.colno}: not valid JSON (truncated or corrupted?): {err.msg}; expected {what}"
         ) from None
     if keys:
         missing = [k for k in keys if not isinstance(data, dict) or k not in data]
