@@ -200,6 +200,21 @@ def test_the_next_atomic_write_removes_a_killed_jobs_temporary_dir(tmp_path):
     assert [p.name for p in final.parent.iterdir()] == ["target"]
 
 
+def test_an_atomic_file_write_removes_its_killed_predecessors_temps(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid whose process is gone
+    final = tmp_path / "eval" / "fp32.json"
+    final.parent.mkdir()
+    stale = [
+        final.with_name(f".fp32.tmp-{runtime._host()}-{dead.pid}.json"),  # atomic_file's name
+        final.with_name(f".fp32.json.tmp-{dead.pid}"),  # the name older runs used
+    ]
+    for p in stale:
+        p.write_text('{"metrics": {"verbmem_f": 0.')
+    runtime.write_json_atomic(final, {"metrics": {}})
+    assert sorted(p.name for p in final.parent.iterdir()) == ["fp32.json"]
+
+
 def test_the_workflow_sweep_removes_killed_temps_but_not_live_ones(tmp_path):
     final = tmp_path / "results" / "d" / "models" / "target"
     stale = _killed_writer(final, tmp_path)
