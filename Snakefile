@@ -51,6 +51,17 @@ include: "workflow/rules/paper.smk"
 report: "workflow/report/workflow.rst"
 
 
+# A job killed with kill -9 (or a lost node) leaves its temporary output sibling behind
+# (.<name>.tmp-<host>-<pid>, runtime.atomic_dir/atomic_file); remove those of this host whose process
+# is gone before any job runs. A rerun of the killed job removes its own in any case.
+onstart:
+    from qunlearn.runtime import sweep_stale_temps
+
+    for _root in ("results", "paper"):
+        for _p in sweep_stale_temps(_root):
+            print(f"removed {_p} (the temporary output of a killed job)")
+
+
 rule all:
     default_target: True
     input:

@@ -162,7 +162,7 @@ def test_prepare_data_muse_uses_the_model_tokenizer_with_pad_eos(muse_data, hub_
     assert tok.pad_token == tok.eos_token == "</s>"
     assert len(tok) == len(load_tokenizer(hub_model))
     meta = json.loads((muse_data / "meta.json").read_text())
-    assert meta["config"]["muse"]["local_dir"] == str(FIXTURE) and meta["counts"]["privleak/holdout"] == 2
+    assert meta["config"]["muse"]["local_dir"] == str(FIXTURE) and meta["splits"]["privleak/holdout"]["records"] == 2
 
 
 def test_fetch_unlearn_evaluate_a_bf16_hub_format_model_on_cpu(tmp_path, hub_model, muse_data):

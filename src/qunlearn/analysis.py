@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from . import runtime
 from .plugins import Scheme
 
 _LAYER = re.compile(r"layers\.(\d+)\.")
@@ -46,6 +47,7 @@ def _load(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"{path}: no model*.safetensors")
     out = {}
     for f in files:
+        runtime.check_safetensors(f)
         out.update(load_file(str(f)))
     return out
 
@@ -141,6 +143,7 @@ def saved_codes(quant_dir: str | Path) -> tuple[dict, dict]:
     """Codes and deployed weights of a quantize-rule checkpoint (GPTQ/AWQ)."""
     from safetensors.torch import load_file
 
+    runtime.check_safetensors(Path(quant_dir) / "quant_codes.safetensors")
     raw = load_file(str(Path(quant_dir) / "quant_codes.safetensors"))
     codes = {k[: -len(".codes")]: v for k, v in raw.items() if k.endswith(".codes")}
     deq = linear_weights(_load(quant_dir))

@@ -443,8 +443,6 @@ class ReportConfig:
         for ds, auc in self.privleak_reference_auc.items():
             if not 0.0 < auc <= 1.0:
                 raise ConfigError(f"{where}.privleak_reference_auc.{ds}: an AUC in (0, 1], got {auc}")
-
-    def validate(self, where: str) -> None:
         if not self.figure_schemes:
             raise ConfigError(f"{where}.figure_schemes: at least one scheme (the figures' columns)")
         if not self.utility_constrained:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from . import runtime
 from .config import ModelConfig
 
 
@@ -50,9 +51,16 @@ def load_model(path: str | Path, device: torch.device | None = None, dtype="auto
         raise FileNotFoundError(f"{path}: model directory missing")
     if not any(path.glob("*.safetensors")):
         raise FileNotFoundError(f"{path}: no *.safetensors weights (only safetensors checkpoints are loaded)")
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-    )
+    runtime.check_hf_dir(path, ("config.json", "generation_config.json"))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(
+            str(path), dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except Exception as err:
+        raise runtime.InputFileError(
+            f"{path}: cannot load the model checkpoint (expected a save_pretrained directory with "
+            f"config.json and safetensors weights): {type(err).__name__}: {err}"
+        ) from err
     model.to(device or pick_device())
     model.eval()
     return model

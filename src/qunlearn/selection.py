@@ -65,8 +65,8 @@ def select_alpha_stage(
             "note": "one alpha configured: used as is",
         }
     else:
-        grid = {float(a): runtime.read_json(p)["metrics"] for a, p in grid_evals.items()}
-        target = runtime.read_json(target_eval)["metrics"]
+        grid = {float(a): _eval_metrics(p) for a, p in grid_evals.items()}
+        target = _eval_metrics(target_eval)
         result = select_alpha(grid, target, scfg.min_utility_fraction)
     inputs = {f"alpha~{a}": p for a, p in grid_evals.items()}
     if target_eval:
@@ -82,8 +82,19 @@ def select_alpha_stage(
     return out
 
 
+def _eval_metrics(path: str | Path) -> dict:
+    return runtime.read_json(path, "an evaluation (evaluate's JSON)", keys=("metrics",))["metrics"]
+
+
+def read_selection(selection_json: str | Path) -> dict:
+    """A selection file (select_alpha's JSON); errors name the file and what is missing."""
+    data = runtime.read_json(selection_json, "an alpha selection (select_alpha's JSON)", keys=("alpha", "grid"))
+    try:
+        float(data["alpha"])
+    except (TypeError, ValueError):
+        raise runtime.InputFileError(f"{selection_json}: 'alpha' is {data['alpha']!r}, not a number") from None
+    return data
+
+
 def selected_alpha(selection_json: str | Path) -> float:
-    data = runtime.read_json(selection_json)
-    if "alpha" not in data:
-        raise ValueError(f"{selection_json}: not an alpha selection (no 'alpha' key)")
-    return float(data["alpha"])
+    return float(read_selection(selection_json)["alpha"])

@@ -59,13 +59,18 @@ def prepare_data(dataset: dict, out_dir: str | Path, name: str = "dataset") -> d
                 t for s in ("forget", "retain1", "retain2", "holdout") for t in muse_format.read_texts(tmp, "raw", s)
             ]
             tok = train_tokenizer(texts, cfg.tokenizer.vocab_size, tmp / "tokenizer")
+        # per split: record count and sha256 of the file, checked by every later read (muse_format)
+        splits = muse_format.split_manifest(tmp)
+        written = {k: v["records"] for k, v in splits.items()}
+        if written != counts:
+            raise RuntimeError(f"{out_dir}: split files hold {written} records, the writer reported {counts}")
         meta = runtime.build_meta(
             "prepare_data",
             {**source_cfg, "tokenizer": to_dict(cfg.tokenizer)},
             cfg.synthetic.seed,
             {},
             started,
-            {"counts": counts, "vocab_size": len(tok)},
+            {muse_format.MANIFEST_KEY: splits, "vocab_size": len(tok)},
         )
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
@@ -201,7 +206,7 @@ def unlearn_model(
 
 
 def _copy_twin(twin: str | Path, out_dir: str | Path, cfg, seed: int, inputs: dict, started: float) -> dict:
-    twin_meta = runtime.read_json(Path(twin) / "meta.json")
+    twin_meta = runtime.read_json(Path(twin) / "meta.json", "an unlearning job's meta.json", keys=("config",))
     if twin_meta["config"] != to_dict(cfg):
         raise ValueError(f"{twin}: its unlearning config differs from this arm's, cannot stand in for it")
     log.info("selected alpha %g: copying the grid arm %s (same config, deterministic)", cfg.alpha, twin)
@@ -261,14 +266,17 @@ def evaluate_model(
     ecfg = from_dict(EvalConfig, {k: v for k, v in eval_cfg.items() if k not in groups}, "evaluate")
     tok = load_tokenizer(model_dir)
     if scfg.calibrated:
-        qmeta = runtime.read_json(Path(model_dir) / "meta.json")
+        qmeta = runtime.read_json(
+            Path(model_dir) / "meta.json", "the quantize job's meta.json", keys=("config", "quantization")
+        )
         if qmeta.get("config", {}).get("scheme") != scfg.resolved():
             raise ValueError(
                 f"{model_dir}/meta.json: quantized with {qmeta.get('config', {}).get('scheme')}, "
                 f"but quantize.schemes.{scheme_name} is {scfg.resolved()}"
             )
         model = load_model(model_dir)
-        qinfo = {**qmeta["quantization"], "checkpoint": str(model_dir)}
+        # the calibration's duration stays in the quantize job's meta.json: the evaluation holds content only
+        qinfo = {**{k: v for k, v in qmeta["quantization"].items() if k != "calibrate_s"}, "checkpoint": str(model_dir)}
     elif simulate:
         model = load_model(model_dir)
         qinfo = quantize_model(model, scfg)

@@ -141,6 +141,34 @@ def _how_to_provide(cfg: MuseConfig, where: str) -> str:
     )
 
 
+def _declared_files(cfg: MuseConfig, config: str, split: str) -> str:
+    """Where a local copy declares the data of ``config/split`` (its README.md header), for messages."""
+    if not cfg.local_dir:
+        return f"{cfg.hub_id} ({config}/{split})"
+    readme = Path(cfg.local_dir).expanduser() / "README.md"
+    try:
+        import yaml
+
+        header = readme.read_text(encoding="utf-8").split("---")[1]
+        for c in yaml.safe_load(header).get("configs", []):
+            if c.get("config_name") == config:
+                for d in c.get("data_files", []):
+                    if d.get("split") == split:
+                        paths = d["path"] if isinstance(d["path"], list) else [d["path"]]
+                        return ", ".join(str(Path(cfg.local_dir).expanduser() / p) for p in paths)
+    except Exception:  # no or odd header: name the directory
+        pass
+    return f"{cfg.local_dir} ({config}/{split})"
+
+
+def _empty_split(cfg: MuseConfig, config: str, split: str, source: str) -> muse_format.DataFormatError:
+    return muse_format.DataFormatError(
+        f"MUSE split {config}/{split} of {source} is empty: {_declared_files(cfg, config, split)} holds no "
+        f"records (expected {list(muse_format.SPLITS[config][split])} records). The copy is incomplete: "
+        "download that file again"
+    )
+
+
 def load_split(cfg: MuseConfig, config: str, split: str, where: str = "muse") -> list[dict]:
     """Records of one MUSE split as plain dicts with the hub's fields; clear error when unreachable."""
     import datasets
@@ -173,6 +201,8 @@ def load_split(cfg: MuseConfig, config: str, split: str, where: str = "muse") ->
             f"(fields {list(fields)}): {type(cause).__name__}: {str(cause)[:500]}"
         ) from None
     except (ConnectionError, OSError, FileNotFoundError, ValueError) as err:
+        if "corresponds to no data" in str(err):  # datasets' word for a declared split without records
+            raise _empty_split(cfg, config, split, source) from None
         if cfg.local_dir:
             raise MuseUnavailableError(
                 f"{where}.local_dir={cfg.local_dir}: cannot load MUSE {config}/{split} from it "
@@ -188,6 +218,8 @@ def load_split(cfg: MuseConfig, config: str, split: str, where: str = "muse") ->
         raise muse_format.DataFormatError(
             f"{source} {config}/{split}: missing field(s) {missing}; has {ds.column_names}"
         )
+    if len(ds) == 0:
+        raise _empty_split(cfg, config, split, source)
     n = len(ds) if cfg.max_items is None else min(len(ds), cfg.max_items)
     records = [{f: ds[i][f] for f in fields} for i in range(n)]
     for i, rec in enumerate(records):

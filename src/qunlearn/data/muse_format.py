@@ -11,8 +11,11 @@ MUSE (Shi et al. 2024) ships four configs per corpus; we store each split as JSO
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+
+from .. import runtime
 
 SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
     "raw": {s: ("text",) for s in ("forget", "retain1", "retain2", "holdout")},
@@ -41,8 +44,20 @@ NEEDED_BY: dict[str, str] = {
 }
 
 
-class DataFormatError(ValueError):
-    """A data file is missing or does not follow the MUSE layout; the message names file and line."""
+class DataFormatError(runtime.InputFileError):
+    """A data file is missing or does not follow the MUSE layout, or differs from what the data stage
+    recorded; the message names the file (and line)."""
+
+
+# prepare_data records, in {data_dir}/meta.json under this key, each split's record count and the
+# sha256 of its file; every read checks the file against that record (hashing a file once per process).
+MANIFEST_KEY = "splits"
+_verified: dict[tuple, str] = {}  # (path, size, mtime_ns, inode) -> sha256, this process
+_manifests: dict[tuple, dict | None] = {}
+
+
+def split_key(config: str, split: str) -> str:
+    return f"{config}/{split}"
 
 
 def split_path(data_dir: str | Path, config: str, split: str) -> Path:
@@ -53,6 +68,8 @@ def split_path(data_dir: str | Path, config: str, split: str) -> Path:
 
 def write_split(data_dir: str | Path, config: str, split: str, records: list[dict]) -> Path:
     fields = SPLITS[config][split]
+    if not records:
+        raise DataFormatError(f"{config}/{split}: no records to write (expected at least one {list(fields)} record)")
     path = split_path(data_dir, config, split)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", encoding="utf-8") as fh:
@@ -64,8 +81,71 @@ def write_split(data_dir: str | Path, config: str, split: str, records: list[dic
     return path
 
 
+def _count(raw: bytes) -> int:
+    return sum(1 for line in raw.split(b"\n") if line.strip())
+
+
+def split_manifest(data_dir: str | Path) -> dict[str, dict]:
+    """{config/split: {"records": n, "sha256": hex}} of every split file in ``data_dir``: what
+    prepare_data records in meta.json and every reader checks."""
+    out = {}
+    for config, splits in SPLITS.items():
+        for split in splits:
+            raw = split_path(data_dir, config, split).read_bytes()
+            out[split_key(config, split)] = {"records": _count(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    return out
+
+
+def _manifest(data_dir: Path) -> tuple[Path, dict | None]:
+    """The data stage's per-split record, or None for a directory without meta.json (one made by
+    hand or by a test: nothing recorded to check against)."""
+    meta = data_dir / "meta.json"
+    try:
+        st = meta.stat()
+    except FileNotFoundError:
+        return meta, None
+    key = (str(meta.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    if key not in _manifests:
+        data = runtime.read_json(meta, "the data stage's meta.json")
+        if not isinstance(data, dict) or not isinstance(data.get(MANIFEST_KEY), dict):
+            raise DataFormatError(
+                f"{meta}: no per-split record counts and hashes ({MANIFEST_KEY!r}); it was written by an "
+                "older qunlearn. Rerun the data stage (snakemake --forcerun prepare_data)"
+            )
+        _manifests[key] = data[MANIFEST_KEY]
+    return meta, _manifests[key]
+
+
+def check_split(data_dir: str | Path, config: str, split: str, raw: bytes | None = None) -> None:
+    """Check a split file against the count and sha256 the data stage recorded for it; a file that
+    lost records (truncated at a line boundary), gained or changed any is refused, naming it."""
+    path = split_path(data_dir, config, split)
+    meta, manifest = _manifest(Path(data_dir))
+    if manifest is None:
+        return
+    key = split_key(config, split)
+    if key not in manifest:
+        raise DataFormatError(f"{meta}: records no split {key} (it lists {sorted(manifest)})")
+    st = path.stat()
+    stat_key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+    expected = manifest[key]
+    if _verified.get(stat_key) == expected.get("sha256"):
+        return
+    raw = path.read_bytes() if raw is None else raw
+    found = {"records": _count(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+    if found != {"records": expected.get("records"), "sha256": expected.get("sha256")}:
+        raise DataFormatError(
+            f"{path}: differs from what the data stage recorded in {meta}: expected "
+            f"{expected.get('records')} records, sha256 {expected.get('sha256')}; found {found['records']} "
+            f"records, sha256 {found['sha256']}. The file was truncated, edited or corrupted after it was "
+            "written: restore it or rerun the data stage (snakemake --forcerun prepare_data)"
+        )
+    _verified[stat_key] = found["sha256"]
+
+
 def read_split(data_dir: str | Path, config: str, split: str) -> list[dict]:
-    """Read and validate one split; errors name the file and the 1-based line."""
+    """Read and validate one split (checked against the data stage's record first); errors name the
+    file and the 1-based line."""
     fields = SPLITS[config][split]
     path = split_path(data_dir, config, split)
     if not path.is_file():
@@ -73,23 +153,33 @@ def read_split(data_dir: str | Path, config: str, split: str) -> list[dict]:
             f"{path}: missing (MUSE split {config}/{split}, needed by {NEEDED_BY[f'{config}/{split}']}); "
             f"the data stage's meta.json lists the splits its source lacked"
         )
+    raw = path.read_bytes()
+    check_split(data_dir, config, split, raw)
     records = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataFormatError(f"{path}:{lineno}: expected a JSON object")
-            for f in fields:
-                if not isinstance(rec.get(f), str):
-                    raise DataFormatError(f"{path}:{lineno}: field {f!r} missing or not a string")
-            records.append(rec)
+    for lineno, line in enumerate(raw.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise DataFormatError(
+                f"{path}:{lineno}: not UTF-8 (byte {err.start} of the line: {err.reason}); "
+                "MUSE splits are UTF-8 JSON Lines"
+            ) from None
+        try:
+            rec = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataFormatError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(rec, dict):
+            raise DataFormatError(f"{path}:{lineno}: expected a JSON object")
+        for f in fields:
+            if not isinstance(rec.get(f), str):
+                raise DataFormatError(f"{path}:{lineno}: field {f!r} missing or not a string")
+        records.append(rec)
     if not records:
-        raise DataFormatError(f"{path}: no records")
+        raise DataFormatError(
+            f"{path}: no records (MUSE split {config}/{split} is empty; expected one {list(fields)} object per line)"
+        )
     return records
 
 

@@ -51,7 +51,19 @@ def train_tokenizer(texts: list[str], vocab_size: int, out_dir: str | Path):
 def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    from .. import runtime
+
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: tokenizer directory missing")
+    runtime.check_hf_dir(path, ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"))
+    try:
+        tok = AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except Exception as err:
+        raise runtime.InputFileError(
+            f"{path}: cannot load the tokenizer (expected a Hugging Face tokenizer directory, "
+            f"tokenizer.json and tokenizer_config.json): {type(err).__name__}: {err}"
+        ) from err
     if tok.pad_token is None:  # Llama-2: pad = eos
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"

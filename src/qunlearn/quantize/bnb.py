@@ -122,6 +122,9 @@ class _BnbBase:
         import torch
         from transformers import AutoModelForCausalLM
 
+        from ..runtime import check_hf_dir
+
+        check_hf_dir(model_dir, ("config.json", "generation_config.json"))  # names a truncated file
         model = AutoModelForCausalLM.from_pretrained(
             str(model_dir),
             dtype=torch.float32,

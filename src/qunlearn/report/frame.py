@@ -69,7 +69,10 @@ def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict
     rows, raw = [], {}
     for path in eval_paths:
         key = {**parse_eval_path(path, selected_alphas), "headline": True}
-        scores = runtime.read_json(path)["metrics"]
+        scores = runtime.read_json(path, "an evaluation (evaluate's JSON)", keys=("metrics",))["metrics"]
+        absent = [spec.key for spec in metric_specs() if spec.key not in scores]
+        if absent:
+            raise runtime.InputFileError(f"{path}: metrics {absent} missing (an evaluation of another configuration?)")
         for spec in metric_specs():
             if spec.enabled_by and spec.key not in scores:  # an optional group the dataset left off
                 continue

@@ -162,7 +162,7 @@ def retention_plot_csv(summary: dict, scheme_bits: dict[str, int | None]) -> str
 def write_numbers(
     summary_json: str, retention_csv: str, scheme_bits: dict, macros: str, metrics: str, plot: str
 ) -> None:
-    summary = runtime.read_json(summary_json)
+    summary = runtime.read_json(summary_json, "the report's summary JSON")
     values = numbers(summary, read_retention(retention_csv))
     runtime.write_text_atomic(macros, macros_tex(values))
     runtime.write_json_atomic(metrics, headline_metrics(summary))

@@ -124,7 +124,7 @@ def weight_change_long(analysis_paths: list[str], schemes: dict, models: pd.Data
     rows = []
     for path in analysis_files(analysis_paths):
         key = parse_analysis_path(path, models)
-        data = runtime.read_json(path)
+        data = runtime.read_json(path, "a weight-change analysis", keys=("overall", "by_module", "by_layer"))
         base = {k: key[k] for k in (*KEY, "scheme")}
         rows.append({**base, "scope": "overall", **{c: data["overall"][c] for c in WEIGHT_COLUMNS}})
         for group, prefix in (("by_module", "module"), ("by_layer", "layer")):

@@ -9,9 +9,9 @@ import math
 
 import pandas as pd
 
-from .. import runtime
 from ..config import ReportConfig
 from ..registries import METHODS
+from ..selection import read_selection
 from .frame import metric_specs, wide_metrics
 from .render import write_table
 
@@ -76,7 +76,7 @@ def alpha_grid_table(df, ret, arms, schemes, selections: dict[str, str]) -> pd.D
     chosen = {}
     for key, path in selections.items():
         ds, method = key.split("/", 1)
-        sel = runtime.read_json(path)
+        sel = read_selection(path)
         chosen[(ds, method)] = (float(sel["alpha"]), {float(g["alpha"]): g["meets_utility"] for g in sel["grid"]})
     table["meets_utility"] = [
         chosen.get((r.dataset, r.method), (None, {}))[1].get(float(r.alpha)) for r in table.itertuples()
