@@ -21,6 +21,7 @@ TRACKED_PACKAGES = (
     "transformers",
     "tokenizers",
     "safetensors",
+    "peft",
     "datasets",
     "numpy",
     "rouge-score",

@@ -19,3 +19,38 @@ rule fetch_model:
         model=lambda w: as_json(EXP.pretrained_base(w.dataset, w.base)),
     script:
         f"{SCRIPTS}/fetch_model.py"
+
+
+def external_mem_mb(wildcards):
+    """A checkpoint is held once in its dtype (and once while saving); an adapter is merged into a
+    float32 copy of the target."""
+    n, b = qresources.model_size(EXP, wildcards.dataset)
+    adapter = EXP.datasets[wildcards.dataset].external[wildcards.external].adapter is not None
+    return int(max(2000, (n * (4 + b) if adapter else 2 * n * b) / 1e6 + 2000))
+
+
+rule fetch_external:
+    """An unlearned model made elsewhere (datasets.<name>.external.<external>): a checkpoint copied,
+    or a peft adapter merged into the released target, as a dense safetensors checkpoint with the
+    dataset's tokenizer, after checking its files, architecture and tokenizer against the target's
+    (qunlearn.external). evaluate, quantize and analysis then take external/<external> like an arm."""
+    input:
+        unpack(lambda w: EXP.external_inputs(w.dataset)),
+    output:
+        directory(paths.MODEL.replace("{model_id}", "external/{external}")),
+    log:
+        paths.log_file("fetch_external", "{dataset}", "{external}"),
+    benchmark:
+        paths.benchmark_file("fetch_external", "{dataset}", "{external}")
+    wildcard_constraints:
+        external=_alt(EXP.external_names()),
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=external_mem_mb,
+        runtime=120,
+    params:
+        model=lambda w: as_json(EXP.external_params(w.dataset, w.external)),
+    script:
+        f"{SCRIPTS}/fetch_external.py"

@@ -8,11 +8,11 @@ import pandas as pd
 
 from ..config import ReportConfig
 from ..registries import METHODS
-from .frame import MODEL_KEY, column, metric_specs, wide_metrics
+from .frame import MODEL_KEY, UNLEARNED, column, metric_specs, wide_metrics
 from .retention import forget_retention, retention_metrics
 
 RETENTION_COLUMNS = [*MODEL_KEY, "scheme", "retention"]
-MODEL_ORDER = {"target": 0, "retrain": 1, "unlearn": 2}
+MODEL_ORDER = {"target": 0, "retrain": 1, "unlearn": 2, "external": 3}
 
 
 def table1_columns() -> list[str]:
@@ -20,12 +20,13 @@ def table1_columns() -> list[str]:
 
 
 def retention(df: pd.DataFrame) -> pd.DataFrame:
-    """Per unlearned model and scheme: :func:`forget_retention` against the target at the same scheme."""
+    """Per unlearned model (an arm or an external model) and scheme: :func:`forget_retention` against
+    the target at the same scheme."""
     specs = retention_metrics()
     wide = wide_metrics(df, [s.column for s in specs])
     target = wide[wide.model == "target"].set_index(["dataset", "scheme"])
     rows = []
-    for _, r in wide[wide.model == "unlearn"].iterrows():
+    for _, r in wide[wide.model.isin(UNLEARNED)].iterrows():
         t = target.loc[(r.dataset, r.scheme)]
         value = forget_retention({s.key: r[s.column] for s in specs}, {s.key: t[s.column] for s in specs})
         rows.append({**{k: r[k] for k in MODEL_KEY}, "scheme": r.scheme, "retention": value})
@@ -33,6 +34,8 @@ def retention(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _model_label(row) -> str:
+    if row.model == "external":
+        return f"{row.method} (external)"
     if row.model != "unlearn":
         return row.model.capitalize()
     star = "*" if row.selected else ""
@@ -60,8 +63,11 @@ def retention_wide(ret: pd.DataFrame, schemes: list[str]) -> pd.DataFrame:
 
 def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
     """Headline numbers per dataset: mean retention of the utility-constrained methods per scheme,
-    and the target's own M2 kept at each scheme relative to full precision."""
+    and the target's own M2 kept at each scheme relative to full precision; each external model's
+    retention per scheme (only when there are external models)."""
     out = {}
+    ext = ret[ret.model == "external"]
+    ret = ret[ret.model == "unlearn"]
     masked = ret.method.map(lambda m: METHODS[m].saliency_masked).astype(bool)
     for ds in sorted(df.dataset.unique()):
         r = ret[(ret.dataset == ds) & ret.method.isin(cfg.utility_constrained)]
@@ -81,6 +87,11 @@ def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
                 for m, a in ret[ret.dataset == ds].drop_duplicates("method").set_index("method").alpha.items()
             },
         }
+        e = ext[ext.dataset == ds]
+        if len(e):
+            out[ds]["external_retention"] = {
+                m: {s: float(v) for s, v in zip(g.scheme, g.retention)} for m, g in e.groupby("method")
+            }
     return out
 
 
