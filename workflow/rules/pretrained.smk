@@ -21,14 +21,6 @@ rule fetch_model:
         f"{SCRIPTS}/fetch_model.py"
 
 
-def external_mem_mb(wildcards):
-    """A checkpoint is held once in its dtype (and once while saving); an adapter is merged into a
-    float32 copy of the target."""
-    n, b = qresources.model_size(EXP, wildcards.dataset)
-    adapter = EXP.datasets[wildcards.dataset].external[wildcards.external].adapter is not None
-    return int(max(2000, (n * (4 + b) if adapter else 2 * n * b) / 1e6 + 2000))
-
-
 rule fetch_external:
     """An unlearned model made elsewhere (datasets.<name>.external.<external>): a checkpoint copied,
     or a peft adapter merged into the released target, as a dense safetensors checkpoint with the
