@@ -224,6 +224,57 @@ def test_dry_run_plans_fetch_evaluate_quantize_and_analysis_for_external_ids(mad
     )
 
 
+# ---- the tables ----------------------------------------------------------------------------------
+def _eval(root, model_id, m1, m2, m4):
+    path = root / "results/d/eval" / model_id / "fp32.json"
+    runtime.write_json_atomic(path, {"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": 0.5}})
+    return str(path)
+
+
+def _aggregate(root, evals, headline):
+    from qunlearn.report import catalog
+    from qunlearn.report.stages import aggregate
+
+    out = {k: str(root / v) for k, v in catalog.outputs("aggregate").items()}
+    aggregate(evals, {}, out, headline_ids={"d": headline})
+    return root / "results/tables"
+
+
+def test_an_external_model_is_a_row_of_every_headline_table_beside_the_methods(tmp_path):
+    import pandas as pd
+
+    from qunlearn.report.frame import LONG_COLUMNS
+
+    arm = "unlearn/ga_gdr/alpha~1/lr~1e-05/epochs~1/loss~faithful"
+    evals = [
+        _eval(tmp_path, "target", 0.8, 0.8, 1.0),
+        _eval(tmp_path, "retrain", 0.1, 0.1, 1.0),
+        _eval(tmp_path, arm, 0.4, 0.2, 0.9),
+    ]
+    plain = _aggregate(tmp_path / "plain", evals, [arm])
+    tables = _aggregate(
+        tmp_path / "ext", [*evals, _eval(tmp_path, "external/mine", 0.2, 0.6, 0.95)], [arm, "external/mine"]
+    )
+    m = pd.read_csv(tables / "metrics.csv", keep_default_na=False)
+    assert list(m.columns) == list(pd.read_csv(plain / "metrics.csv").columns) == LONG_COLUMNS
+    ext = m[m.model_id == "external/mine"]
+    assert set(ext.model) == {"external"} and set(ext.method) == {"mine"} and set(ext.alpha) == {""}
+    ret = pd.read_csv(tables / "retention.csv", keep_default_na=False).set_index("method")
+    assert ret.loc["mine", "retention"] == pytest.approx((0.2 / 0.8 + 0.6 / 0.8) / 2)
+    assert ret.loc["mine", "model"] == "external" and ret.loc["ga_gdr", "model"] == "unlearn"
+    rows = [line.split("|")[2].strip() for line in (tables / "table1.md").read_text().splitlines()[2:]]
+    assert rows == ["Target", "Retrain", "GA_GDR (alpha=1, lr=1e-05)", "mine (external)"]
+    assert "mine" in (tables / "retention.md").read_text()
+    summary = runtime.read_json(tables / "summary.json")["d"]
+    assert summary["external_retention"] == {"mine": {"fp32": pytest.approx(0.5)}}
+    # the mean of the utility-constrained methods is the built-in arm's alone, as without it
+    assert (
+        summary["mean_retention_utility_constrained"]
+        == runtime.read_json(plain / "summary.json")["d"]["mean_retention_utility_constrained"]
+    )
+    assert "external_retention" not in runtime.read_json(plain / "summary.json")["d"]
+
+
 # ---- a real run ---------------------------------------------------------------------------------
 @pytest.mark.e2e
 def test_external_checkpoint_and_adapter_run_through_evaluate_quantize_analysis_and_the_tables(tmp_path):
