@@ -220,7 +220,9 @@ def test_dry_run_plans_fetch_evaluate_quantize_and_analysis_for_external_ids(mad
         assert f"results/synth/analysis/external/{name}" in outputs
         assert {f"results/synth/eval/external/{name}/{s}.json" for s in ("fp32", "rtn4", "gptq")} <= outputs
     assert re.search(
-        r"input: results/synth/models/target, results/synth/data\n\s+output: results/synth/models/external/lora", out
+        rf"input: results/synth/models/target, results/synth/data, {root / 'adapter'}\n\s+output: "
+        r"results/synth/models/external/lora",
+        out,
     )
 
 

@@ -219,10 +219,6 @@ class ExternalModelConfig:
         if self.dtype is not None and self.dtype not in ("float32", "bfloat16", "float16"):
             raise ConfigError(f"{where}.dtype: {self.dtype!r} unknown; use float32, bfloat16, float16 or null")
 
-    @property
-    def kind(self) -> str:
-        return "adapter" if self.adapter is not None else "checkpoint"
-
 
 @dataclass
 class DatasetConfig:

@@ -364,10 +364,14 @@ class Experiment:
         """What rule fetch_external depends on: the model's entry (source, revision, dtype, remote code)."""
         return to_dict(self.datasets[dataset].external[name])
 
-    def external_inputs(self, dataset: str) -> dict[str, str]:
-        """The released target (architecture reference, an adapter's base) and the dataset's data
-        (its tokenizer)."""
-        return {"target": paths.model_dir(dataset, "target"), "data": self.data_dir(dataset)}
+    def external_inputs(self, dataset: str, name: str) -> dict[str, str]:
+        """The released target (architecture reference, an adapter's base), the dataset's data (its
+        tokenizer) and a local source directory (a hub source is fixed by its revision instead)."""
+        inputs = {"target": paths.model_dir(dataset, "target"), "data": self.data_dir(dataset)}
+        source = external.local_source(self.external_params(dataset, name))
+        if source is not None:
+            inputs["source"] = str(source)
+        return inputs
 
     # ---- evaluations, quantize and analysis jobs -----------------------------------------------------
     def dataset_schemes(self, dataset: str) -> list[str]:

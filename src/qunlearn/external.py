@@ -134,12 +134,14 @@ def check_config(spec: dict, dataset: str, name: str) -> None:
         check_files(source, "adapter" if spec.get("adapter") else "checkpoint", who(dataset, name))
 
 
-def _download(repo: str, revision: str | None, name: str) -> Path:
-    """A hub repo's snapshot without pickled weights (or code: HUB_PATTERNS); hub errors name the model."""
+def _download(repo: str, revision: str | None, name: str, code: bool) -> Path:
+    """A hub repo's snapshot without pickled weights (HUB_PATTERNS; ``*.py`` only with ``code``:
+    trust_remote_code); hub errors name the model."""
     from huggingface_hub import snapshot_download
 
+    patterns = HUB_PATTERNS + (["*.py"] if code else [])
     try:
-        return Path(snapshot_download(repo, revision=revision, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns))
     except Exception as err:  # network, gated repo, unknown revision
         raise ExternalModelError(
             f"{name}: cannot download {repo!r} at revision {revision!r} ({type(err).__name__}: {err}). "
@@ -231,7 +233,7 @@ def fetch_external(
     source = local_source(spec)
     commit = None
     if source is None:
-        source = _download(spec.get("hub_id") or spec["adapter"], spec.get("revision"), label)
+        source = _download(spec.get("hub_id") or spec["adapter"], spec.get("revision"), label, trust)
         commit = source.name  # the hub cache's snapshots/<commit>
     files = check_files(source, kind, label)
     target_dir, tok_dir = Path(target_dir), Path(data_dir) / "tokenizer"

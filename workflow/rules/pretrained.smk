@@ -27,7 +27,7 @@ rule fetch_external:
     dataset's tokenizer, after checking its files, architecture and tokenizer against the target's
     (qunlearn.external). evaluate, quantize and analysis then take external/<external> like an arm."""
     input:
-        unpack(lambda w: EXP.external_inputs(w.dataset)),
+        unpack(lambda w: EXP.external_inputs(w.dataset, w.external)),
     output:
         directory(paths.MODEL.replace("{model_id}", "external/{external}")),
     log:
