@@ -225,6 +225,31 @@ class PretrainedConfig:
 
 
 @dataclass
+class ExternalModelConfig:
+    """One unlearned model made elsewhere (docs "Bring your own unlearned model"): a full checkpoint
+    (``hub_id`` + ``revision``, or a local ``path``) or a peft adapter on the dataset's released
+    target (``adapter``: a local directory, else a hub id at ``revision``), merged into a dense
+    checkpoint. It must match the target's architecture and the dataset's tokenizer."""
+
+    hub_id: str | None = None
+    path: str | None = None
+    adapter: str | None = None
+    revision: str | None = None  # of hub_id or of an adapter taken from the hub
+    dtype: str | None = None  # weights as stored in results/ (null = the target's dtype)
+    trust_remote_code: bool = False  # never on unless set here explicitly
+
+    def validate(self, where: str) -> None:
+        given = [k for k in ("hub_id", "path", "adapter") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ConfigError(
+                f"{where}: give exactly one of hub_id, path (a full checkpoint) or adapter (a peft "
+                f"adapter on the target); got {', '.join(given) or 'none'}"
+            )
+        if self.dtype is not None and self.dtype not in ("float32", "bfloat16", "float16"):
+            raise ConfigError(f"{where}.dtype: {self.dtype!r} unknown; use float32, bfloat16, float16 or null")
+
+
+@dataclass
 class DatasetConfig:
     # metadata "data": the settings the data stage depends on (its params; docs "Rerun semantics")
     source: str = field(default="synthetic", metadata={"data": True})  # synthetic | muse | reuse
@@ -239,6 +264,8 @@ class DatasetConfig:
     utility: dict[str, Any] | None = None
     methods: list[str] | None = None  # unlearning methods run on this dataset (null = all)
     schemes: list[str] | None = None  # quantization schemes evaluated on this dataset (null = all)
+    # unlearned models made elsewhere, by name: each is model id external/<name> of this dataset
+    external: dict[str, ExternalModelConfig] = field(default_factory=dict)
 
     def validate(self, where: str) -> None:
         if self.source not in ("synthetic", "muse", "reuse"):

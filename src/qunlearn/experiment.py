@@ -15,6 +15,9 @@ Planning vocabulary:
   seed's alpha selection (the grid and the studies run at the base seed only: the seeds measure the
   variation of the tables' rows at fixed hyper-parameters); their unlearning, calibration (GPTQ/AWQ
   with ``calibration_seed + n + 1``), evaluations and analysis are their own;
+- an *external model* (``datasets.<name>.external.<model name>``, model id ``external/<name>``) is an
+  unlearned model made elsewhere: evaluated at every scheme of its dataset, quantized, analysed
+  and reported beside the headline arms (docs "Bring your own unlearned model");
 - an *evaluation* is (dataset, model id, scheme).
 """
 
@@ -24,7 +27,7 @@ import dataclasses
 from functools import cached_property
 from typing import Any
 
-from . import paths
+from . import external, paths
 from .config import (
     MOVED_UNLEARN_KEYS,
     ComputeConfig,
@@ -152,6 +155,24 @@ class Experiment:
         self._check_group_sizes()
         for arm in self.unlearn_jobs():
             self.unlearn_params(arm)  # validates every job's UnlearnConfig
+        self._check_external()
+
+    def _check_external(self) -> None:
+        """Names usable as an id segment and a table's method column (no method's name), and the
+        files of local sources (the fetch job checks architecture and tokenizer against the target)."""
+        for ds, cfg in self.datasets.items():
+            for name, spec in cfg.external.items():
+                where = f"datasets.{ds}.external.{name}"
+                if not external.NAME.match(name):
+                    raise ConfigError(
+                        f"{where}: the name {name!r} must match {external.NAME.pattern} (it is a path segment)"
+                    )
+                if name in METHODS or name in self.unlearn.methods:
+                    raise ConfigError(
+                        f"{where}: {name!r} is an unlearning method's name; an external model's name is its "
+                        "method column in the tables, so choose another"
+                    )
+                external.check_config(to_dict(spec), ds, name)
 
     def _check_group_sizes(self) -> None:
         """Every group size (a scheme's ``group_size``, a release's ``snap_group_size``) applied to a
@@ -402,6 +423,27 @@ class Experiment:
             del resolved["alpha"]
         return resolved
 
+    # ---- external models ----------------------------------------------------------------------------
+    def external_ids(self, dataset: str) -> list[str]:
+        """The model ids of ``dataset``'s external models (``external/<name>``), sorted."""
+        return sorted(paths.external_id(n) for n in self.datasets[dataset].external)
+
+    def external_names(self) -> list[str]:
+        return sorted({n for ds in self.datasets.values() for n in ds.external})
+
+    def external_params(self, dataset: str, name: str) -> dict:
+        """What rule fetch_external depends on: the model's entry (source, revision, dtype, remote code)."""
+        return to_dict(self.datasets[dataset].external[name])
+
+    def external_inputs(self, dataset: str, name: str) -> dict[str, str]:
+        """The released target (architecture reference, an adapter's base), the dataset's data (its
+        tokenizer) and a local source directory (a hub source is fixed by its revision instead)."""
+        inputs = {"target": paths.model_dir(dataset, "target"), "data": self.data_dir(dataset)}
+        source = external.local_source(self.external_params(dataset, name))
+        if source is not None:
+            inputs["source"] = str(source)
+        return inputs
+
     # ---- evaluations, quantize and analysis jobs -----------------------------------------------------
     def dataset_schemes(self, dataset: str) -> list[str]:
         allowed = self.datasets[dataset].schemes
@@ -414,12 +456,12 @@ class Experiment:
 
     @cached_property
     def evaluations(self) -> list[tuple[str, str, str]]:
-        """(dataset, model_id, scheme) of every evaluation: bases, headline arms and their replicates at
-        every scheme of their dataset (a method's ``schemes`` narrows its arm's), grid and sweep arms
-        at their study's."""
+        """(dataset, model_id, scheme) of every evaluation: bases, external models, headline arms and
+        their replicates at every scheme of their dataset (a method's ``schemes`` narrows its arm's),
+        grid and sweep arms at their study's."""
         out = set()
         for ds in self.datasets:
-            out |= {(ds, base, s) for base in BASES for s in self.dataset_schemes(ds)}
+            out |= {(ds, mid, s) for mid in (*BASES, *self.external_ids(ds)) for s in self.dataset_schemes(ds)}
         out |= {
             (a.dataset, a.model_id, s)
             for a in self.headline_arms() + self.replicate_arms()
@@ -455,9 +497,12 @@ class Experiment:
         return paths.model_dir(dataset, model_id)
 
     def analysis_model_ids(self, dataset: str) -> list[str]:
-        """The models whose weight change is analysed: the headline arms and their replicates (grid and
-        sweep arms are evaluated only)."""
-        return sorted(a.model_id for a in self.headline_arms(dataset) + self.replicate_arms(dataset))
+        """The models whose weight change is analysed: the headline arms, their replicates and the
+        external models (grid and sweep arms are evaluated only)."""
+        return sorted(
+            [a.model_id for a in self.headline_arms(dataset) + self.replicate_arms(dataset)]
+            + self.external_ids(dataset)
+        )
 
     def analysis_dirs(self) -> list[str]:
         return [paths.analysis_dir(ds, mid) for ds in self.datasets for mid in self.analysis_model_ids(ds)]
@@ -574,9 +619,12 @@ class Experiment:
         }
 
     def headline_ids(self) -> dict[str, list[str]]:
+        """dataset -> the models the headline tables report beside the bases: headline arms and
+        external models."""
         # sorted: the order of keys in the config file must not change params (and so rerun the report)
         return {
-            ds: sorted(a.model_id for a in self.headline_arms(ds) + self.replicate_arms(ds)) for ds in self.datasets
+            ds: sorted([a.model_id for a in self.headline_arms(ds) + self.replicate_arms(ds)] + self.external_ids(ds))
+            for ds in self.datasets
         }
 
     def studies_for_report(self) -> dict:

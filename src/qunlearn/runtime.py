@@ -25,6 +25,7 @@ TRACKED_PACKAGES = (
     "transformers",
     "tokenizers",
     "safetensors",
+    "peft",
     "datasets",
     "numpy",
     "rouge-score",

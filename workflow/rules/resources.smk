@@ -20,3 +20,11 @@ def job_resources(rule_name):
 def fetch_mem_mb(wildcards):
     n, b = qresources.model_size(EXP, wildcards.dataset)
     return int(max(2000, 2 * n * b / 1e6 + 2000))
+
+
+def external_mem_mb(wildcards):
+    """A checkpoint is held once in its dtype (and once while saving); an adapter is merged into a
+    float32 copy of the target."""
+    n, b = qresources.model_size(EXP, wildcards.dataset)
+    adapter = EXP.datasets[wildcards.dataset].external[wildcards.external].adapter is not None
+    return int(max(2000, (n * (4 + b) if adapter else 2 * n * b) / 1e6 + 2000))

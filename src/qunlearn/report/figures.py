@@ -63,7 +63,11 @@ def m1_m2_by_scheme(
     for i, ds in enumerate(datasets):
         d = df[df.dataset == ds].copy()
         d["label"] = [
-            r.model if r.model != "unlearn" else f"{r.method}\n(a={r.alpha}{'*' if r.selected else ''}, lr={r.lr})"
+            f"{r.method}\n(a={r.alpha}{'*' if r.selected else ''}, lr={r.lr})"
+            if r.model == "unlearn"
+            else f"{r.method}\n(external)"
+            if r.model == "external"
+            else r.model
             for r in d.itertuples()
         ]
         d["_order"] = d.model.map(MODEL_ORDER)

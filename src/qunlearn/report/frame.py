@@ -12,11 +12,13 @@ from ..config import ReportConfig
 from ..evaluate.metrics import privleak
 from ..registries import METRICS
 
-# A model row: where it lives (model_id), what it is, and the alpha actually used ("selected" in a
-# model_id is resolved from the alpha selection; the `selected` column keeps that fact).
+# A model row: where it lives (model_id), what it is (`model`: target | retrain | unlearn | external),
+# and the alpha actually used ("selected" in a model_id is resolved from the alpha selection; the
+# `selected` column keeps that fact). An external model's `method` is its name (no alpha, lr, ...).
 MODEL_KEY = ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs", "loss"]
 # headline: the row belongs to the headline tables (Table 1, retention.md, summary, the bar figure)
 LONG_COLUMNS = [*MODEL_KEY, "headline", "scheme", "metric", "value"]
+UNLEARNED = ("unlearn", "external")  # the `model` values of unlearned models (retention rows)
 
 
 def metric_specs() -> list:
@@ -51,7 +53,7 @@ def parse_eval_path(path: str | Path, selected_alphas: dict | None = None) -> di
         "dataset": dataset,
         "model_id": model_id,
         "model": p.base or p.kind,
-        "method": p.method,
+        "method": p.method or p.name,
         "alpha": alpha,
         "selected": selected,
         "lr": p.lr,

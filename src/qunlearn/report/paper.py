@@ -5,7 +5,8 @@
   ``ret/<ds>/<s>`` mean retention of the utility-constrained methods (summary.json),
   ``m2kept/<ds>/<s>`` the target's M2 at ``<s>`` relative to full precision,
   ``ret/<ds>/<m>/alpha=<a>/lr=<lr>/<s>`` one unlearned model's retention (retention.csv), and
-  ``ret/<ds>/<m>/<s>`` the same when the method has a single (alpha, lr),
+  ``ret/<ds>/<m>/<s>`` the same when the method has a single (alpha, lr) (an external model's:
+  ``<m>`` its name),
   ``n/<ds>/methods`` the number of utility-constrained methods,
   ``summary/<ds>/<path>`` every other number of summary.json (keys added by later issues flow in).
   With two or more datasets ``<ds>`` also takes the value ``mean_over_datasets`` (the unweighted
@@ -110,7 +111,8 @@ def numbers(summary: dict, retention_rows: list[dict]) -> dict[str, str]:
         retention_rows = sorted(retention_rows, key=lambda r: str(r.get("headline")) == "True")
     models: dict[tuple, set] = {}
     for r in retention_rows:
-        out[f"ret/{r['dataset']}/{r['method']}/alpha={r['alpha']}/lr={r['lr']}/{r['scheme']}"] = fmt(r["retention"])
+        if r.get("model") != "external":  # an external model has no alpha or lr: the short key only
+            out[f"ret/{r['dataset']}/{r['method']}/alpha={r['alpha']}/lr={r['lr']}/{r['scheme']}"] = fmt(r["retention"])
         models.setdefault((r["dataset"], r["method"]), set()).add((r["alpha"], r["lr"]))
     for r in retention_rows:
         if str(r.get("headline")) == "True" or ("headline" not in r and len(models[(r["dataset"], r["method"])]) == 1):

@@ -13,13 +13,13 @@ from .. import paths
 from ..config import ReportConfig
 from ..registries import METHODS
 from . import intervals as iv
-from .frame import MODEL_KEY, column, metric_specs, privleak_reference, wide_metrics
+from .frame import MODEL_KEY, UNLEARNED, column, metric_specs, privleak_reference, wide_metrics
 from .retention import forget_retention, retention_metrics
 
 RETENTION_COLUMNS = [*MODEL_KEY, "scheme", "retention"]
 INTERVAL_COLUMNS = [*MODEL_KEY, "scheme", "seeds", "metric", "mean", "lo", "hi"]
 RETENTION = "retention"  # the metric name of retention rows in intervals.csv
-MODEL_ORDER = {"target": 0, "retrain": 1, "unlearn": 2}
+MODEL_ORDER = {"target": 0, "retrain": 1, "unlearn": 2, "external": 3}
 
 
 def table1_columns(df: pd.DataFrame | None = None) -> list[str]:
@@ -30,12 +30,13 @@ def table1_columns(df: pd.DataFrame | None = None) -> list[str]:
 
 
 def retention(df: pd.DataFrame) -> pd.DataFrame:
-    """Per unlearned model and scheme: :func:`forget_retention` against the target at the same scheme."""
+    """Per unlearned model (an arm or an external model) and scheme: :func:`forget_retention` against
+    the target at the same scheme."""
     specs = retention_metrics()
     wide = wide_metrics(df, [s.column for s in specs])
     target = wide[wide.model == "target"].set_index(["dataset", "scheme"])
     rows = []
-    for _, r in wide[wide.model == "unlearn"].iterrows():
+    for _, r in wide[wide.model.isin(UNLEARNED)].iterrows():
         t = target.loc[(r.dataset, r.scheme)]
         value = forget_retention({s.key: r[s.column] for s in specs}, {s.key: t[s.column] for s in specs})
         rows.append({**{k: r[k] for k in MODEL_KEY}, "scheme": r.scheme, "retention": value})
@@ -43,6 +44,8 @@ def retention(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def _model_label(row) -> str:
+    if row.model == "external":
+        return f"{row.method} (external)"
     if row.model != "unlearn":
         return row.model.capitalize()
     star = "*" if row.selected else ""
@@ -180,11 +183,14 @@ def mean_over_datasets(per_dataset: dict) -> dict:
 
 def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
     """Headline numbers per dataset: mean retention of the utility-constrained methods per scheme,
-    and the target's own M2 kept at each scheme relative to full precision; with two or more
-    datasets also their mean (:func:`mean_over_datasets`, under ``MEAN_OVER_DATASETS``)."""
+    and the target's own M2 kept at each scheme relative to full precision; each external model's
+    retention per scheme (only when there are external models); with two or more datasets also their
+    mean (:func:`mean_over_datasets`, under ``MEAN_OVER_DATASETS``)."""
     out = {}
     if MEAN_OVER_DATASETS in set(df.dataset):
         raise ValueError(f"a dataset may not be named {MEAN_OVER_DATASETS!r} (the summary's mean over datasets)")
+    ext = ret[ret.model == "external"]
+    ret = ret[ret.model == "unlearn"]
     masked = ret.method.map(lambda m: METHODS[m].saliency_masked).astype(bool)
     for ds in sorted(df.dataset.unique()):
         r = ret[(ret.dataset == ds) & ret.method.isin(cfg.utility_constrained)]
@@ -205,6 +211,11 @@ def summary(df: pd.DataFrame, ret: pd.DataFrame, cfg: ReportConfig) -> dict:
             },
             "privleak_reference": privleak_reference(df, ds, cfg),
         }
+        e = ext[ext.dataset == ds]
+        if len(e):
+            out[ds]["external_retention"] = {
+                m: {s: float(v) for s, v in zip(g.scheme, g.retention)} for m, g in e.groupby("method")
+            }
     if len(out) > 1:
         out[MEAN_OVER_DATASETS] = mean_over_datasets(out)
     return out
