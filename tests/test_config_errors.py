@@ -258,7 +258,10 @@ def test_an_unknown_key_lists_the_allowed_keys_without_the_schema(tmp_path, defa
 @pytest.mark.parametrize(
     "mutate,message",
     [
-        (lambda c: c.update(colour="blue"), "colour: unknown key; allowed: seed, threads, datasets, compute, model"),
+        (
+            lambda c: c.update(colour="blue"),
+            "colour: unknown key; allowed: seed, seeds, threads, datasets, compute, model",
+        ),
         (
             lambda c: c["unlearn"]["methods"].update(sure_magic={"alphas": [1]}),
             "unlearn.methods.sure_magic: unknown name; allowed: ga, ga_gdr,",

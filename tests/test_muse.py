@@ -308,7 +308,7 @@ def test_ga_unlearns_without_a_retain_split(tmp_path, hub_model):
         data,
         name="news",
     )
-    assert list(meta["counts"]["missing"]) == ["raw/retain1"]
+    assert list(meta["missing"]) == ["raw/retain1"]
     cfg = {"method": "ga", "alpha": 1.0, "lr": 1e-3, "epochs": 1, "batch_size": 2, "data_format": "packed"}
     hist = unlearn_model(hub_model, data, tmp_path / "ga", cfg, max_length=64, seed=0, threads=1, progress=False)
     assert hist["history"]["n_retain_chunks"] == 0 and hist["history"]["steps"] >= 1

@@ -62,6 +62,7 @@ def prepare_data(dataset: dict, out_dir: str | Path, name: str = "dataset") -> d
         # per split: record count and sha256 of the file, checked by every later read (muse_format)
         splits = muse_format.split_manifest(tmp)
         written = {k: v["records"] for k, v in splits.items()}
+        missing = counts.pop("missing", {})  # splits the source lacked (data/muse.py), each with why
         if written != counts:
             raise RuntimeError(f"{out_dir}: split files hold {written} records, the writer reported {counts}")
         meta = runtime.build_meta(
@@ -70,7 +71,7 @@ def prepare_data(dataset: dict, out_dir: str | Path, name: str = "dataset") -> d
             cfg.synthetic.seed,
             {},
             started,
-            {muse_format.MANIFEST_KEY: splits, "vocab_size": len(tok)},
+            {muse_format.MANIFEST_KEY: splits, "missing": missing, "vocab_size": len(tok)},
         )
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta

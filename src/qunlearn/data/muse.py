@@ -185,6 +185,8 @@ def load_split(cfg: MuseConfig, config: str, split: str, where: str = "muse") ->
             f"MUSE split {config}/{split}: the dataset card lists {patterns}, which is not there; "
             f"it is needed by {muse_format.NEEDED_BY[f'{config}/{split}']}"
         )
+    if listed is not None and all(not f.read_bytes().strip() for f in listed[1]):
+        raise _empty_split(cfg, config, split, source)  # datasets' json builder would stop without a word
     try:
         if listed is not None and len({BUILDERS.get(f.suffix) for f in listed[1]} - {None}) == 1:
             # the split's own files only: a file missing from another split of the config (which

@@ -87,11 +87,15 @@ def _count(raw: bytes) -> int:
 
 def split_manifest(data_dir: str | Path) -> dict[str, dict]:
     """{config/split: {"records": n, "sha256": hex}} of every split file in ``data_dir``: what
-    prepare_data records in meta.json and every reader checks."""
+    prepare_data records in meta.json and every reader checks. A split its source lacked (a MUSE
+    clone without some raw files) has no file and no entry; reading it fails naming what needs it."""
     out = {}
     for config, splits in SPLITS.items():
         for split in splits:
-            raw = split_path(data_dir, config, split).read_bytes()
+            path = split_path(data_dir, config, split)
+            if not path.is_file():
+                continue
+            raw = path.read_bytes()
             out[split_key(config, split)] = {"records": _count(raw), "sha256": hashlib.sha256(raw).hexdigest()}
     return out
 

@@ -72,7 +72,8 @@ def long_metrics(eval_paths: list[str], cfg: ReportConfig, selected_alphas: dict
     for path in eval_paths:
         key = {**parse_eval_path(path, selected_alphas), "headline": True}
         scores = runtime.read_json(path, "an evaluation (evaluate's JSON)", keys=("metrics",))["metrics"]
-        absent = [spec.key for spec in metric_specs() if spec.key not in scores]
+        # every metric but an optional group's (enabled_by: the dataset may leave it off)
+        absent = [spec.key for spec in metric_specs() if spec.key not in scores and not spec.enabled_by]
         if absent:
             raise runtime.InputFileError(f"{path}: metrics {absent} missing (an evaluation of another configuration?)")
         for spec in metric_specs():
