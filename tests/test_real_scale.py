@@ -120,7 +120,7 @@ def test_resources_scale_with_the_model():
     news, books, ci = (Experiment(load(p)) for p in (*MUSE_CONFIGS, "configs/ci.yaml"))
     tiny = resources.rule_resources(ci, "unlearn", "synth", "ga_gdr")
     big = resources.rule_resources(news, "unlearn", "news", "ga_gdr")
-    assert tiny == {"gpu": 1, "mem_mb": 3000, "runtime": 30}
+    assert tiny == {"gpu": 1, "nodes": 1, "mem_mb": 3000, "runtime": 30}
     assert big["mem_mb"] > 2 * 13_480 and big["runtime"] > tiny["runtime"]  # host: >= 2 copies of 7B bf16
     # NPO/KL need the frozen reference, configured on a second GPU
     assert resources.rule_resources(news, "unlearn", "news", "npo_gdr")["gpu"] == 2

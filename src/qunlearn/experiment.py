@@ -329,6 +329,9 @@ class Experiment:
         resolved = to_dict(from_dict(UnlearnConfig, raw, f"unlearn.methods.{arm.method}"))
         if arm.alpha == SELECTED:
             del resolved["alpha"]
+        for key, default in UnlearnConfig.PARAMS_IF_SET.items():
+            if resolved[key] == default:
+                del resolved[key]
         return resolved
 
     # ---- evaluations, quantize and analysis jobs -----------------------------------------------------
@@ -435,7 +438,11 @@ class Experiment:
         return to_dict(self.model)
 
     def train_params(self) -> dict:
-        return to_dict(self.train)
+        """The train section; micro_batch_size only when set (configs without it keep their jobs)."""
+        params = to_dict(self.train)
+        if params["micro_batch_size"] is None:
+            del params["micro_batch_size"]
+        return params
 
     def evaluate_params(self) -> dict:
         return to_dict(self.evaluate)
