@@ -5,14 +5,17 @@ of docs/guide/real-scale.md ("Measured at tiny scale"):
 
 The default config's tiny model (ModelConfig defaults) and synthetic corpus, in a temporary
 directory; the same unlearning job with unlearn.processes 1 and 2 (FSDP2 over gloo on the CPU),
-the same effective batch; prints each run's meta "scale" (processes, seconds per step, peak RSS of
-each process), the trainable state each process holds, and the largest weight difference.
+the same effective batch, each run in a fresh process (so the peak RSS is the job's). Prints each
+run's meta "scale" (processes, seconds per step, peak RSS of each process), the trainable state
+each process holds, and the largest weight difference.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -34,7 +37,15 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--micro-batch-size", type=int, default=None)
     ap.add_argument("--processes", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--run", nargs=2, metavar=("DIR", "CFG"), help=argparse.SUPPRESS)  # one run, internal
     args = ap.parse_args()
+    if args.run:
+        d, cfg = Path(args.run[0]), json.loads(args.run[1])
+        n = cfg["processes"]
+        meta = unlearn_model(d / "base", d, d / f"p{n}", cfg, max_length=256, seed=0, threads=n, progress=False)
+        hist = meta["history"]
+        print(json.dumps({"steps": hist["steps"], **meta["scale"], "local_state_mb": hist["local_state_mb"]}))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         write_corpus(SyntheticCorpusConfig(), d)
@@ -49,11 +60,8 @@ def main() -> None:
             cfg["micro_batch_size"] = args.micro_batch_size
         weights = {}
         for n in args.processes:
-            meta = unlearn_model(
-                d / "base", d, d / f"p{n}", {**cfg, "processes": n}, max_length=256, seed=0, threads=n, progress=False
-            )
-            hist = meta["history"]
-            print(json.dumps({"steps": hist["steps"], **meta["scale"], "local_state_mb": hist["local_state_mb"]}))
+            run = [sys.executable, __file__, "--run", str(d), json.dumps({**cfg, "processes": n})]
+            print(subprocess.run(run, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
             weights[n] = load_file(d / f"p{n}" / "model.safetensors")
         first, *rest = args.processes
         for n in rest:
