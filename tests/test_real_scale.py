@@ -185,7 +185,7 @@ def test_resources_scale_with_the_model():
     news, books, ci = (Experiment(load(p)) for p in (*MUSE_CONFIGS, "configs/ci.yaml"))
     tiny = resources.rule_resources(ci, "unlearn", "synth", "ga_gdr")
     big = resources.rule_resources(news, "unlearn", "news", "ga_gdr")
-    assert tiny == {"gpu": 1, "mem_mb": 3000, "runtime": 30}
+    assert tiny == {"gpu": 1, "nodes": 1, "mem_mb": 3000, "runtime": 30}
     assert big["mem_mb"] > 2 * 13_480 and big["runtime"] > tiny["runtime"]  # host: >= 2 copies of 7B bf16
     # NPO/KL need the frozen reference, configured on a second GPU
     assert resources.rule_resources(news, "unlearn", "news", "npo_gdr")["gpu"] == 2
@@ -291,3 +291,26 @@ def test_slurm_profile_plans_the_same_dag(path):
     an evaluation group spanning the alpha selection would depend on itself (found on the real
     SLURM run); a dry run needs no cluster."""
     assert planned_jobs("--profile", "profiles/slurm", "--configfile", path) == planned_jobs("--configfile", path)
+
+
+def test_sharded_memory_plan_and_resources():
+    """unlearn.processes N: weights, gradients, AdamW and the reference split N ways, plus two
+    all-gathered layers; the job asks for N GPUs on one node and host memory for N + 1 copies."""
+    n, w = 6.74e9, 13.48
+    one = resources.memory_plan(n, 2, "adamw", reference=True, activations_gb=0)
+    four = resources.memory_plan(n, 2, "adamw", reference=True, activations_gb=0, processes=4)
+    assert four["main_device"] == pytest.approx(5 * w / 4 + 2 * w / 32, abs=0.01)  # 17.7 GB
+    assert four["main_device"] < one["main_device"] / 3
+    sure = resources.memory_plan(n, 2, "adamw", reference=True, activations_gb=0, processes=4, saliency_masked=True)
+    assert sure["main_device"] == pytest.approx(four["main_device"] + w / 4, abs=0.01)
+    cfg = load(MUSE_CONFIGS[0])
+    cfg["unlearn"].update(processes=4, reference_device="same")
+    cfg["compute"]["max_gpus"] = 4
+    exp = Experiment(cfg)
+    r = resources.rule_resources(exp, "unlearn", "news", "npo_gdr")
+    assert r["gpu"] == 4 and r["nodes"] == 1 and r["mem_mb"] >= 5 * w * 1000
+    arm = exp.headline_arms("news")[0]
+    assert exp.unlearn_params(arm)["processes"] == 4
+    default = Experiment(load(MUSE_CONFIGS[0]))  # the new keys stay out of params at their defaults
+    params = default.unlearn_params(default.headline_arms("news")[0])
+    assert not {"processes", "micro_batch_size", "autocast"} & set(params)

@@ -349,3 +349,23 @@ def test_a_plotting_option_reruns_only_the_figures(finished_default, tmp_path):
 def test_a_table_option_reruns_the_aggregates_only(finished_default, tmp_path):
     _, jobs = replan(finished_default, tmp_path, lambda c: c["report"].update(utility_constrained=["ga_gdr"]))
     assert job_stats(jobs) == AGGREGATES
+
+
+def test_the_scale_keys_at_their_defaults_replan_nothing(finished_default, tmp_path):
+    """unlearn.micro_batch_size/processes/autocast and train.micro_batch_size written out at their
+    defaults leave every finished job as it is (they enter params only when set)."""
+
+    def mutate(c):
+        c["unlearn"].update(micro_batch_size=None, processes=1, autocast=None)
+        c["train"].update(micro_batch_size=None)
+
+    _, jobs = replan(finished_default, tmp_path, mutate)
+    assert jobs == []
+
+
+def test_gradient_accumulation_replans_unlearning_but_no_training(finished_default, tmp_path):
+    """Set, the key enters every unlearn job's params (same paths): each reruns, training does not."""
+    cfg, jobs = replan(finished_default, tmp_path, lambda c: c["unlearn"].update(micro_batch_size=8))
+    stats = job_stats(jobs)
+    assert stats["unlearn"] == len(Experiment(cfg).unlearn_jobs())
+    assert not {"prepare_data", "train_base", "release"} & set(stats), stats

@@ -305,7 +305,9 @@ class TrainConfig:
     """Fine-tuning of target (forget + retain) and retrain (retain only) from scratch."""
 
     lr: float = 2e-3
-    batch_size: int = 16
+    batch_size: int = 16  # the effective batch of one optimizer step
+    # gradient accumulation: micro-batches of at most this many examples (null: one micro-batch)
+    micro_batch_size: int | None = None
     warmup_steps: int = 50
     weight_decay: float = 0.0
     max_epochs: int = 60
@@ -313,6 +315,9 @@ class TrainConfig:
     memorised_threshold: float = 0.95  # KnowMem (ROUGE-L) on the trained QA sets to call it memorised
     verbmem_threshold: float = 0.9  # and VerbMem on the forget passages (target only)
     extra_epochs: int = 0  # keep training this many epochs after the criterion is met
+
+    def validate(self, where: str) -> None:
+        _check_batching(self, where)
 
 
 @dataclass
@@ -338,9 +343,18 @@ class UnlearnConfig:
     # chunks) | packed (MUSE's and the release's: all documents joined by a blank line, tokenized
     # once, chunks of BOS + max_length - 1 tokens, the last wrapped around to full length)
     data_format: str = "documents"
+    # Real scale (docs "Real scale"): gradient accumulation over micro-batches of at most this many
+    # sequences per process (null: the whole batch at once); the number of processes the job
+    # shards the model over with FSDP (1: no sharding; on a cluster the allocation's GPU count
+    # decides, see qunlearn.distributed); bf16 autocast of the forward passes (null: none).
+    micro_batch_size: int | None = None
+    processes: int = 1
+    autocast: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # the method's own settings (e.g. NPO's beta)
 
     JOB_ONLY = ("method", "alpha", "settings")  # set per job; every other field is a key of the unlearn section
+    # left out of a job's params while at their defaults, so configs without them keep their jobs
+    PARAMS_IF_SET = {"micro_batch_size": None, "processes": 1, "autocast": None}
 
     def validate(self, where: str) -> None:
         if self.loss_variant not in LOSS_VARIANTS:
@@ -357,10 +371,28 @@ class UnlearnConfig:
             raise ConfigError(f"{where}.optimizer: {self.optimizer!r} unknown; use one of {', '.join(OPTIMIZERS)}")
         if not (self.reference_device in ("same", "cpu") or self.reference_device.startswith("cuda:")):
             raise ConfigError(f"{where}.reference_device: {self.reference_device!r}; use same, cpu or cuda:N")
+        _check_batching(self, where)
+        if self.processes < 1:
+            raise ConfigError(f"{where}.processes: must be >= 1, got {self.processes}")
+        if self.processes > 1 and self.reference_device != "same":
+            raise ConfigError(
+                f"{where}.reference_device: {self.reference_device!r} with processes {self.processes}; "
+                "a sharded job shards the reference like the model (use same)"
+            )
+        if self.autocast not in AUTOCAST:
+            raise ConfigError(f"{where}.autocast: {self.autocast!r} unknown; use null or bfloat16")
+
+
+def _check_batching(cfg, where: str) -> None:
+    if cfg.micro_batch_size is not None and not 1 <= cfg.micro_batch_size <= cfg.batch_size:
+        raise ConfigError(
+            f"{where}.micro_batch_size: must be in 1..batch_size ({cfg.batch_size}) or null, got {cfg.micro_batch_size}"
+        )
 
 
 LOSS_VARIANTS = ("faithful", "paper_code")
 OPTIMIZERS = ("adamw", "adamw_8bit", "adafactor")
+AUTOCAST = (None, "bfloat16")
 
 
 def _unlearn_section_fields():

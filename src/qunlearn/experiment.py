@@ -421,6 +421,9 @@ class Experiment:
         resolved = to_dict(from_dict(UnlearnConfig, raw, f"unlearn.methods.{arm.method}"))
         if arm.alpha == SELECTED:
             del resolved["alpha"]
+        for key, default in UnlearnConfig.PARAMS_IF_SET.items():
+            if resolved[key] == default:
+                del resolved[key]
         return resolved
 
     # ---- external models ----------------------------------------------------------------------------
@@ -554,7 +557,11 @@ class Experiment:
         return to_dict(self.model)
 
     def train_params(self) -> dict:
-        return to_dict(self.train)
+        """The train section; micro_batch_size only when set (configs without it keep their jobs)."""
+        params = to_dict(self.train)
+        if params["micro_batch_size"] is None:
+            del params["micro_batch_size"]
+        return params
 
     def metric_groups(self, dataset: str) -> dict:
         """enabled_by -> the resolved settings of each optional metric group ``dataset`` switches on

@@ -18,6 +18,17 @@ Llama-2-7B (6.74e9 parameters) in bf16 with AdamW and a reference: 13.5 + 13.5 +
 plus activations: past an 80 GB GPU at batch 32 x 2048 tokens. ``unlearn.reference_device: cuda:1``
 (the job then asks for 2 GPUs) or ``unlearn.optimizer: adamw_8bit`` (54 GB) or ``adafactor`` fits
 one or two 80 GB GPUs.
+
+Sharded over N GPUs (``unlearn.processes: N``, FSDP2; qunlearn.distributed) weights, gradients,
+optimizer state and the reference are each split N ways; per GPU come on top the all-gathered
+parameters of the decoder layer being computed and the next one (2 x 6.74e9 / 32 x 2 B = 0.8 GB
+for Llama-2-7B), the activations of the process's micro-batch, and for SURE one more gradient
+shard (its forget-gradient buffer). 7B, AdamW, reference: 67.4 / N + 0.8 GB + activations =
+34.5 (N = 2), 17.7 (N = 4), 9.3 (N = 8). While loading, before sharding, each GPU briefly holds the
+full weights and the reference's copy (2 x 13.5 GB). Measured at tiny scale (scripts/
+benchmark_sharding.py, NPO_GDR, 1.2M fp32 parameters, batch 32): weights + gradients + AdamW per
+process 18.4 MB in one process, 9.2 MB in each of 2 (exactly 1/N); peak RSS 1045 MB vs 717 MB per
+process, activation-dominated at that size (micro-batches of 8: 571 MB).
 """
 
 from __future__ import annotations
@@ -33,6 +44,8 @@ if TYPE_CHECKING:
 GB = 1e9
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 GPU_RULES = ("train_base", "unlearn", "quantize", "evaluate")
+LAYERS_GATHERED = 2  # FSDP2: the layer being computed and the one prefetched
+LLAMA_7B_LAYERS = 32
 
 
 def tiny_llama_params(model: dict | None, vocab_size: int) -> int:
@@ -60,13 +73,23 @@ def memory_plan(
     reference: bool = False,
     reference_device: str = "same",
     activations_gb: float | None = None,
+    processes: int = 1,
+    saliency_masked: bool = False,
 ) -> dict:
-    """GB per device for training/unlearning one model (see the module docstring)."""
+    """GB per device for training/unlearning one model (see the module docstring); with
+    ``processes`` > 1 the weights, gradients, optimizer state and reference are sharded."""
     w = n_params * bytes_per_param / GB
     opt = {"adamw": 2 * w, "adamw_8bit": 2 * n_params / GB, "adafactor": 0.02 * w}[optimizer]
     act = activations_gb if activations_gb is not None else max(0.5, 0.3 * w)
     ref = w if reference else 0.0
     plan_gb = {"weights": w, "gradients": w, "optimizer": opt, "activations": act, "reference": ref}
+    if processes > 1:
+        gathered = LAYERS_GATHERED * w / LLAMA_7B_LAYERS
+        sharded = (w + w + opt + ref + (w if saliency_masked else 0.0)) / processes
+        plan_gb.update(processes=processes, gathered_layers=gathered, main_device=sharded + gathered + act)
+        plan_gb["reference_device"] = 0.0
+        plan_gb["host_ram"] = w  # + one copy while loading
+        return {k: round(v, 3) for k, v in plan_gb.items()}
     main = w + w + opt + act + (ref if reference_device == "same" else 0.0)
     plan_gb["main_device"] = main
     plan_gb["reference_device"] = ref if reference_device.startswith("cuda:") else 0.0
@@ -77,8 +100,10 @@ def memory_plan(
 def rule_resources(
     exp: Experiment, rule: str, dataset: str, method: str | None = None, epochs: int | str | None = None
 ) -> dict:
-    """{gpu, mem_mb, runtime (minutes)} of one job of ``rule`` (a GPU rule) on ``dataset``;
-    ``epochs``: an unlearn arm's own epochs (default: unlearn.epochs)."""
+    """{gpu, nodes, mem_mb, runtime (minutes)} of one job of ``rule`` (a GPU rule) on ``dataset``;
+    ``epochs``: an unlearn arm's own epochs (default: unlearn.epochs). A sharded unlearn job
+    (``unlearn.processes`` N) asks for N GPUs on one node; its launcher starts one process per
+    allocated GPU."""
     if rule not in GPU_RULES:
         raise ValueError(f"rule_resources: {rule!r} is not a GPU rule ({', '.join(GPU_RULES)})")
     n, b = model_size(exp, dataset)
@@ -96,17 +121,22 @@ def rule_resources(
     else:
         unl = exp.unlearn
         if rule == "unlearn":
-            ref = method is not None and exp.method_specs[method].needs_reference
-            mp = memory_plan(n, b, unl.optimizer, ref, unl.reference_device)
+            spec = exp.method_specs[method] if method is not None else None
+            ref = spec is not None and spec.needs_reference
+            masked = spec is not None and spec.saliency_masked
+            mp = memory_plan(n, b, unl.optimizer, ref, unl.reference_device, None, unl.processes, masked)
             epochs = int(epochs) if epochs is not None else int(unl.epochs)
             if mp["reference_device"] > 0:
                 gpus = 2
+            if unl.processes > 1:
+                gpus = unl.processes
+                host_extra = (unl.processes - 1) * weights_gb  # every process loads the weights once
         else:  # train_base: the tiny model only (pretrained bases are fetched, not trained)
             mp = memory_plan(n, b, "adamw")
             epochs = exp.train.max_epochs
-        host_gb = mp["host_ram"] + weights_gb
+        host_gb = mp["host_ram"] + weights_gb + (host_extra if rule == "unlearn" and unl.processes > 1 else 0.0)
         # ~20 GPU-minutes per epoch of MUSE-News for a 7B model on one 80 GB GPU, linear in size
         minutes = 10 + 20 * (billions / 7.0) * epochs
     mem_mb = int(math.ceil(max(3000.0, 1000.0 * (host_gb + 2.5)) / 100.0) * 100)
     runtime = int(math.ceil(max(30.0, minutes * exp.compute.runtime_scale)))
-    return {"gpu": min(gpus, exp.compute.max_gpus), "mem_mb": mem_mb, "runtime": runtime}
+    return {"gpu": min(gpus, exp.compute.max_gpus), "nodes": 1, "mem_mb": mem_mb, "runtime": runtime}

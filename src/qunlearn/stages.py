@@ -170,16 +170,25 @@ def unlearn_model(
     progress: bool = True,
     selection_json: str | Path | None = None,
     grid_twins: dict[str, str] | None = None,
+    device: str | None = None,
 ) -> dict:
     """Unlearn the forget set from ``base_dir``. With ``selection_json`` (an arm whose alpha is
     'selected') the alpha comes from that file and ``unlearn_cfg`` must not set one; if
     ``grid_twins`` (alpha text -> grid arm dir, same config but alpha) holds the selected alpha,
-    that model is copied instead of trained again (unlearning is deterministic)."""
+    that model is copied instead of trained again (unlearning is deterministic). With
+    ``unlearn.processes`` > 1 the job launches that many sharded workers (one per allocated GPU,
+    qunlearn.distributed), each of which runs this function again; rank 0 writes the outputs."""
+    import resource
+
+    import torch
+
+    from . import distributed
     from .data.tokenizer import load_tokenizer
     from .models import load_model, save_model
     from .selection import selected_alpha
     from .unlearn.loop import unlearn
 
+    called = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k in _UNLEARN_ARGS}
     started = time.time()
     runtime.seed_everything(seed, threads)
     inputs = {"base": base_dir, "data": data_dir}
@@ -192,23 +201,70 @@ def unlearn_model(
     twin = (grid_twins or {}).get(fmt_num(cfg.alpha))  # the grid arm's path text of this alpha
     if twin is not None:
         return _copy_twin(twin, out_dir, cfg, seed, {**inputs, "twin": twin}, started)
+    if cfg.processes > 1 and not distributed.in_worker():
+        n = distributed.allocated_processes(cfg.processes)
+        distributed.launch(n, {**called, "grid_twins": None, "progress": False}, Path(out_dir).parent)
+        return runtime.read_json(Path(out_dir) / "meta.json")
+    rank, world = distributed.rank_world()
     tok = load_tokenizer(base_dir)
-    model = load_model(base_dir)
+    model = load_model(base_dir, device=torch.device(device) if device else None)
     forget = muse_format.read_texts(data_dir, "raw", "forget")
     # D_r only for a method with a retain term: GA and NPO run on data without raw/retain1
     needs_retain = registries.METHODS.get(cfg.method, "unlearn.method").needs_retain
     retain = muse_format.read_texts(data_dir, "raw", "retain1") if needs_retain else []
+    loop_started = time.time()
     history = unlearn(model, tok, forget, retain, cfg, seed, max_length, progress)
+    scale = {
+        "processes": world,
+        "seconds_per_step": round((time.time() - loop_started) / max(1, history["steps"]), 4),
+        "peak_rss_mb": _gather_objects(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0),
+    }
+    if torch.cuda.is_available():  # GPU-only branch (not yet run on a GPU)
+        scale["peak_gpu_mb"] = _gather_objects(torch.cuda.max_memory_allocated() / 2**20)
+    if world > 1:
+        weights = distributed.full_state_dict(model)  # every rank takes part; rank 0 gets them
+        if rank != 0:
+            return {}
+        model = load_model(base_dir, device=torch.device("cpu"))
+        model.load_state_dict(weights)
     with runtime.atomic_dir(out_dir) as tmp:
         save_model(model, tok, tmp)
-        meta = runtime.build_meta("unlearn", to_dict(cfg), seed, inputs, started, {"history": history})
+        meta = runtime.build_meta("unlearn", to_dict(cfg), seed, inputs, started, {"history": history, "scale": scale})
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
 
 
+_UNLEARN_ARGS = (
+    "base_dir",
+    "data_dir",
+    "out_dir",
+    "unlearn_cfg",
+    "max_length",
+    "seed",
+    "threads",
+    "progress",
+    "selection_json",
+    "grid_twins",
+)
+
+
+def _gather_objects(value) -> list:
+    """``[value of rank 0, rank 1, ...]`` (``[value]`` in one process)."""
+    import torch.distributed as dist
+
+    from .distributed import rank_world
+
+    world = rank_world()[1]
+    if world == 1:
+        return [round(value, 1)]
+    out = [None] * world
+    dist.all_gather_object(out, round(value, 1))
+    return out
+
+
 def _copy_twin(twin: str | Path, out_dir: str | Path, cfg, seed: int, inputs: dict, started: float) -> dict:
     twin_meta = runtime.read_json(Path(twin) / "meta.json", "an unlearning job's meta.json", keys=("config",))
-    if twin_meta["config"] != to_dict(cfg):
+    if to_dict(from_dict(UnlearnConfig, twin_meta["config"], f"{twin}/meta.json config")) != to_dict(cfg):
         raise ValueError(f"{twin}: its unlearning config differs from this arm's, cannot stand in for it")
     log.info("selected alpha %g: copying the grid arm %s (same config, deterministic)", cfg.alpha, twin)
     with runtime.atomic_dir(out_dir) as tmp:

@@ -48,6 +48,23 @@ def memorisation_checks(
     return checks
 
 
+def _accumulate(model, examples, pad_id: int, cfg: TrainConfig, device):
+    """Gradient accumulation over micro-batches: the loss is a token mean, so each micro-batch's
+    loss is weighed by its share of the batch's scored tokens (exactly the batch's gradient)."""
+    from .unlearn.base import scored_tokens
+    from .unlearn.loop import split
+
+    k = math.ceil(len(examples) / cfg.micro_batch_size)
+    batches = [collate(chunk, pad_id) for chunk in split(examples, k)]
+    total = sum(scored_tokens(b) for b in batches)
+    value = 0.0
+    for b in batches:
+        loss = model(**to_device(b, device)).loss * (scored_tokens(b) / total)
+        loss.backward()
+        value += loss.item()
+    return torch.tensor(value)
+
+
 def train_until_memorised(
     model,
     tokenizer,
@@ -76,10 +93,13 @@ def train_until_memorised(
         model.train()
         losses = []
         for idx in epoch_batches(len(examples), cfg.batch_size, gen):
-            batch = to_device(collate([examples[i] for i in idx], tokenizer.pad_token_id), device)
-            loss = model(**batch).loss
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if cfg.micro_batch_size is None or len(idx) <= cfg.micro_batch_size:
+                batch = to_device(collate([examples[i] for i in idx], tokenizer.pad_token_id), device)
+                loss = model(**batch).loss
+                loss.backward()
+            else:
+                loss = _accumulate(model, [examples[i] for i in idx], tokenizer.pad_token_id, cfg, device)
             opt.step()
             sched.step()
             losses.append(loss.item())

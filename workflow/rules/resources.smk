@@ -7,14 +7,15 @@ from qunlearn import resources as qresources
 
 
 def job_resources(rule_name):
-    """gpu, mem_mb, runtime (minutes) of one job of `rule_name`, from its wildcards."""
+    """gpu, nodes (1: a sharded job's GPUs on one node), mem_mb, runtime (minutes) of one job of
+    `rule_name`, from its wildcards."""
 
     def get(key):
         return lambda w: qresources.rule_resources(
             EXP, rule_name, w.dataset, getattr(w, "method", None), getattr(w, "epochs", None)
         )[key]
 
-    return {key: get(key) for key in ("gpu", "mem_mb", "runtime")}
+    return {key: get(key) for key in ("gpu", "nodes", "mem_mb", "runtime")}
 
 
 def fetch_mem_mb(wildcards):

@@ -2,14 +2,24 @@
 
 It knows no method: the spec's traits say whether to build the frozen reference and to read D_r,
 the implementation's hooks (base.py) do the rest.
+
+Gradient accumulation and sharding: an effective batch (``batch_size`` forget and retain examples)
+is split into k micro-batches of at most ``micro_batch_size`` examples, k a multiple of the number
+of processes; process r runs micro-batches r, r + P, ... Each micro-batch's terms are weighed by
+their share of the effective batch (``method.term_sizes``), so the gradients sum to the effective
+batch's; FSDP averages over the P processes, hence the extra factor P. With one micro-batch in one
+process the step is exactly the single-batch step of before.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 
 import torch
 
+from .. import distributed
 from ..batching import collate, encode, epoch_batches, to_device
 from ..config import UnlearnConfig
 from ..memory import enable_gradient_checkpointing, frozen_reference, make_optimizer
@@ -39,6 +49,35 @@ def build_method(cfg: UnlearnConfig):
     return spec.load()(spec=spec, alpha=cfg.alpha, settings=settings, loss_variant=cfg.loss_variant)
 
 
+def split(idx: list[int], k: int) -> list[list[int]]:
+    """``idx`` in ``k`` contiguous chunks whose sizes differ by at most one (some empty if k > len)."""
+    q, r = divmod(len(idx), k)
+    out, start = [], 0
+    for i in range(k):
+        n = q + (1 if i < r else 0)
+        out.append(idx[start : start + n])
+        start += n
+    return out
+
+
+def micro_batches(forget_idx: list[int], retain_idx: list[int] | None, micro: int | None, world: int = 1):
+    """[(forget chunk, retain chunk)] of one effective batch: k chunks of each side, k = the fewest
+    that keep chunks at most ``micro`` long (null: one per process), rounded up to a multiple of
+    ``world``. A side shorter than k has empty chunks (the loop gives them weight 0)."""
+    longest = max(len(forget_idx), len(retain_idx or ()))
+    per_process = micro if micro is not None else math.ceil(longest / world)
+    k = world * math.ceil(math.ceil(longest / per_process) / world)
+    retains = split(retain_idx, k) if retain_idx is not None else [None] * k
+    return list(zip(split(forget_idx, k), retains))
+
+
+def autocast_context(cfg: UnlearnConfig, device: torch.device):
+    """bf16 autocast of the forward passes when ``unlearn.autocast: bfloat16`` (CPU and GPU)."""
+    if cfg.autocast is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=getattr(torch, cfg.autocast))
+
+
 def unlearn(
     model,
     tokenizer,
@@ -54,8 +93,13 @@ def unlearn(
 
     method = build_method(cfg)
     spec = method.spec
+    rank, world = distributed.rank_world()
     device = next(model.parameters()).device
     reference = frozen_reference(model, cfg.reference_device) if spec.reference_outputs else None
+    if world > 1:  # the reference sharded as the model (its copy is made before the model is)
+        distributed.shard(model)
+        if reference is not None:
+            distributed.shard(reference)
     method.setup(model, reference, tokenizer)
     params = method.trainable_parameters(model)
     if cfg.gradient_checkpointing:
@@ -66,31 +110,91 @@ def unlearn(
     retain_cycle = _Cycle(len(retain), cfg.batch_size, gen) if retain else None
     opt = make_optimizer(params.values(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     history = {"epochs": [], "steps": 0, "n_forget_chunks": len(forget), "n_retain_chunks": len(retain)}
+    if cfg.micro_batch_size is not None or world > 1:
+        history["micro_batches_per_step"], history["processes"] = None, world
     pad = tokenizer.pad_token_id
     model.train()
-    bar = tqdm(range(1, cfg.epochs + 1), desc=f"unlearn {cfg.method}", unit="epoch", disable=not progress)
+    bar = tqdm(range(1, cfg.epochs + 1), desc=f"unlearn {cfg.method}", unit="epoch", disable=not progress or rank)
     for epoch in bar:
         sums = dict.fromkeys(("forget", "retain", "loss"), 0.0)
         batches = epoch_batches(len(forget), cfg.batch_size, gen)
         for idx in batches:
-            fb = to_device(collate([forget[i] for i in idx], pad), device)
-            rb = None
-            if retain_cycle is not None:
-                rb = to_device(collate([retain[i] for i in retain_cycle.next()], pad), device)
+            ridx = retain_cycle.next() if retain_cycle is not None else None
             opt.zero_grad(set_to_none=True)
-            losses = method.losses(model, reference, fb, rb)
-            method.backward(losses, params)
+            plan = micro_batches(idx, ridx, cfg.micro_batch_size, world)
+            if len(plan) == 1:  # the whole batch at once, as before accumulation existed
+                fb = to_device(collate([forget[i] for i in idx], pad), device)
+                rb = to_device(collate([retain[i] for i in ridx], pad), device) if ridx is not None else None
+                with autocast_context(cfg, device):
+                    losses = method.losses(model, reference, fb, rb)
+                method.backward(losses, params)
+                values = {k: v.item() for k, v in losses.items()}
+            else:
+                values = _accumulate(method, model, reference, params, plan, forget, retain, pad, device, cfg)
+                history["micro_batches_per_step"] = max(len(plan), history["micro_batches_per_step"] or 0)
             history.update(method.transform_gradients(params))
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params.values(), cfg.max_grad_norm)
             opt.step()
             history["steps"] += 1
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + value.item()
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value
         row = {k: v / len(batches) for k, v in sums.items()}
         history["epochs"].append({"epoch": epoch, **row})
         bar.set_postfix(forget=f"{row['forget']:.3f}", retain=f"{row['retain']:.3f}")
         if not all(torch.isfinite(torch.tensor(v)) for v in row.values()):
             raise FloatingPointError(f"unlearning diverged at epoch {epoch}: {row}")
+    history["local_state_mb"] = _local_state_mb(params, opt)
     model.eval()
     return history
+
+
+def _local_state_mb(params, opt) -> dict[str, float]:
+    """MB this process holds of the trainable weights, their gradients and the optimizer state
+    (its shards when sharded): the sharded share of the memory plan, measured."""
+
+    def mb(tensors):
+        return round(sum(distributed.local(t).numel() * t.element_size() for t in tensors) / 2**20, 3)
+
+    states = [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0]
+    return {
+        "weights": mb(params.values()),
+        "gradients": mb(p.grad for p in params.values() if p.grad is not None),
+        "optimizer": mb(states),
+    }
+
+
+def _accumulate(method, model, reference, params, plan, forget, retain, pad, device, cfg) -> dict[str, float]:
+    """Forward and backward every micro-batch of this process, each weighed by its share of the
+    effective batch; returns the effective batch's terms (summed over processes)."""
+    rank, world = distributed.rank_world()
+    batches = []
+    for fidx, ridx in plan:
+        fb = collate([forget[i] for i in fidx], pad) if fidx else None
+        rb = collate([retain[i] for i in ridx], pad) if ridx else None
+        batches.append((fb, rb))
+    # a side with fewer examples than micro-batches: an empty chunk runs a stand-in batch at weight 0
+    stand_in = [next(b[s] for b in batches if b[s] is not None) if any(b[s] for b in batches) else None for s in (0, 1)]
+    sizes = []
+    for fb, rb in batches:
+        size = method.term_sizes(fb or stand_in[0], rb or stand_in[1] if plan[0][1] is not None else None)
+        if fb is None:
+            size["forget"] = 0
+        if rb is None and "retain" in size:
+            size["retain"] = 0
+        sizes.append(size)
+    totals = {k: sum(s[k] for s in sizes) for k in sizes[0]}
+    values: dict[str, float] = {}
+    for i in range(rank, len(plan), world):
+        fb, rb = batches[i]
+        fb = to_device(fb or stand_in[0], device)
+        rb = to_device(rb or stand_in[1], device) if plan[0][1] is not None else None
+        shares = {k: sizes[i][k] / max(1, totals[k]) * world for k in totals}
+        with autocast_context(cfg, device):
+            terms = method.weigh(method.losses(model, reference, fb, rb), shares)
+        method.backward(terms, params)
+        for k, v in terms.items():
+            values[k] = values.get(k, 0.0) + v.item() / world
+    keys = sorted(values)
+    summed = distributed.all_reduce_sum(torch.tensor([values[k] for k in keys], dtype=torch.float64))
+    return dict(zip(keys, summed.tolist()))

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigError
 from ..plugins import METHODS, MethodSettings, MethodSpec
-from .base import UnlearningMethod
+from .base import UnlearningMethod, scored_tokens, sequences
 
 
 @dataclass
@@ -71,6 +71,20 @@ class ObjectiveMethod(UnlearningMethod):
         if retain_batch is not None:
             out["retain"] = self.retain_loss(model, reference, retain_batch)
             out["loss"] = out["forget"] + self.alpha * out["retain"]
+        return out
+
+    def term_sizes(self, forget_batch, retain_batch):
+        """GA and GDR: token means; NPO: a mean over sequences; KLR: a mean over attention-mask
+        positions (``paper_code``: over every padded position, so its micro-batches are not
+        exactly the batch: the padded length changes with the split, as in the release)."""
+        out = {"forget": scored_tokens(forget_batch) if self.forget == "ga" else sequences(forget_batch)}
+        if retain_batch is not None:
+            if self.retain == "gdr":
+                out["retain"] = scored_tokens(retain_batch)
+            elif self.variant == "faithful":
+                out["retain"] = int(retain_batch["attention_mask"].sum())
+            else:
+                out["retain"] = int(retain_batch["attention_mask"].numel())
         return out
 
     def forget_loss(self, model, reference, batch):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..config import ConfigError
 from ..plugins import METHODS, MethodSettings, MethodSpec
-from .base import UnlearningMethod
+from .base import UnlearningMethod, scored_tokens, sequences
 
 
 @dataclass
@@ -52,6 +52,10 @@ def simnpo_loss(logits, labels, beta: float, gamma: float):
 
 
 class SimNPO(UnlearningMethod):
+    def term_sizes(self, forget_batch, retain_batch):
+        """The forget term is a mean over sequences, the retain term a token mean."""
+        return {"forget": sequences(forget_batch), "retain": scored_tokens(retain_batch)}
+
     def losses(self, model, reference, forget_batch, retain_batch):
         from .losses import token_nll
 

@@ -46,8 +46,8 @@ class NPOSURESettings(NPOSettings, SURESettings):
 
 def row_scores(grad: torch.Tensor) -> torch.Tensor:
     """Saliency of each row (2-D+: L2 norm over all but the first dim) or entry (1-D: |grad|)."""
-    if grad.dim() == 1:
-        return grad.abs()
+    if grad.dim() == 1 or grad.numel() == 0:
+        return grad.abs().reshape(-1) if grad.dim() == 1 else grad.new_zeros(grad.shape[0])
     return grad.reshape(grad.shape[0], -1).norm(dim=1)
 
 
@@ -65,17 +65,22 @@ def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
 def saliency_masks(
     named_grads: dict[str, torch.Tensor], percentile: float = 90.0, level: str = "row"
 ) -> dict[str, torch.Tensor]:
-    """{name: bool mask over rows (2-D) or entries (1-D)}: True = may change this step."""
+    """{name: bool mask over rows (2-D) or entries (1-D)}: True = may change this step. Sharded
+    gradients give masks over this process's rows, thresholded over every process's."""
     import torch
+
+    from ..distributed import all_gather_cat, all_reduce_sum, local
 
     if not 0.0 <= percentile <= 100.0:
         raise ValueError(f"percentile must be in [0, 100], got {percentile}")
-    scores = {n: row_scores(g) for n, g in named_grads.items()}
+    scores = {n: row_scores(local(g)) for n, g in named_grads.items()}
     if level == "row":
-        threshold = _quantile(torch.cat([s.flatten() for s in scores.values()]), percentile / 100.0)
+        everyone = all_gather_cat(torch.cat([s.flatten().float() for s in scores.values()]))
+        threshold = _quantile(everyone, percentile / 100.0)
         return {n: s >= threshold for n, s in scores.items()}
     if level == "module":
-        totals = torch.stack([s.sum() for s in scores.values()])
+        # a tensor's rows lie whole in one shard or another: the shards' row-score sums add up
+        totals = all_reduce_sum(torch.stack([s.float().sum() for s in scores.values()]))
         threshold = _quantile(totals, percentile / 100.0)
         return {
             n: torch.full_like(s, bool(t >= threshold), dtype=torch.bool) for (n, s), t in zip(scores.items(), totals)
@@ -85,6 +90,8 @@ def saliency_masks(
 
 def apply_masks(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Tensor]) -> None:
     """Zero every gradient entry outside its mask (rows of 2-D weights broadcast over columns)."""
+    from ..distributed import local
+
     for name, p in params.items():
         if p.grad is None:
             continue
@@ -92,20 +99,27 @@ def apply_masks(params: dict[str, torch.nn.Parameter], masks: dict[str, torch.Te
         if mask is None:
             p.grad.zero_()
             continue
-        shape = (-1,) + (1,) * (p.grad.dim() - 1)
-        p.grad.mul_(mask.reshape(shape).to(p.grad.dtype))
+        grad = local(p.grad)
+        shape = (-1,) + (1,) * (grad.dim() - 1)
+        grad.mul_(mask.reshape(shape).to(grad.dtype))
 
 
 def kept_fraction(masks: dict[str, torch.Tensor]) -> float:
     """Share of rows (entries of 1-D parameters) a step may change."""
-    kept = sum(int(m.sum()) for m in masks.values())
-    return kept / max(1, sum(m.numel() for m in masks.values()))
+    import torch
+
+    from ..distributed import all_reduce_sum
+
+    counts = [sum(int(m.sum()) for m in masks.values()), sum(m.numel() for m in masks.values())]
+    kept, total = all_reduce_sum(torch.tensor(counts, dtype=torch.float64)).tolist()
+    return kept / max(1.0, total)
 
 
 class SUREMethod(ObjectiveMethod):
     """An objective whose updates are restricted to the forget-salient rows. The forget gradient
-    alone picks the rows, so it is backpropagated first and the retain gradient added after (one
-    backward each: the forget gradient is counted once); then both are masked."""
+    alone picks the rows: per micro-batch it is backpropagated into its own buffer and the retain
+    gradient into ``p.grad`` (one backward each); at the step the masks come from the accumulated
+    forget gradient, the two are added and masked."""
 
     def retain_loss(self, model, reference, batch):
         if self.retain == "klr" and self.variant == "paper_code":
@@ -118,18 +132,30 @@ class SUREMethod(ObjectiveMethod):
         return super().retain_loss(model, reference, batch)
 
     def backward(self, losses, params):
+        forget = getattr(self, "_forget_grads", None) or {}
+        held = {n: p.grad for n, p in params.items()}  # the retain gradients so far
+        for n, p in params.items():
+            p.grad = forget.get(n)
         losses["forget"].backward()
-        self._masks = self.masks(params)
+        self._forget_grads = {n: p.grad for n, p in params.items()}
+        for n, p in params.items():
+            p.grad = held[n]
         if "retain" in losses:
             (self.alpha * losses["retain"]).backward()
 
-    def masks(self, params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
-        """Masks from the gradients currently held (the forget loss's, when ``backward`` calls it)."""
+    def masks(self, forget_grads: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
+        """Masks from the effective batch's accumulated forget gradients."""
         return saliency_masks(
-            {n: p.grad for n, p in params.items() if p.grad is not None}, self.settings.percentile, self.settings.level
+            {n: g for n, g in forget_grads.items() if g is not None}, self.settings.percentile, self.settings.level
         )
 
     def transform_gradients(self, params):
+        forget, self._forget_grads = self._forget_grads, None
+        for n, p in params.items():
+            f = forget.get(n)
+            if f is not None:
+                p.grad = f if p.grad is None else f + p.grad
+        self._masks = self.masks(forget)
         apply_masks(params, self._masks)
         return {"kept_fraction": kept_fraction(self._masks)}
 
