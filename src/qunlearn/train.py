@@ -48,6 +48,18 @@ def memorisation_checks(
     return checks
 
 
+def memorised(checks: list[dict], thresholds: dict[str, float], consecutive: int) -> bool:
+    """True when each of the last ``consecutive`` checks meets every threshold.
+
+    One check is a noisy reading near the end of training (greedy generations flip with the last
+    bits of the weights, so two machines differ by a QA pair or two, docs: Measurements): asking
+    for the thresholds at several checks in a row keeps one lucky reading from stopping training."""
+    if consecutive < 1:
+        raise ValueError(f"train.memorised_checks: must be >= 1, got {consecutive}")
+    recent = checks[-consecutive:]
+    return len(recent) == consecutive and all(c[name] >= thr for c in recent for name, thr in thresholds.items())
+
+
 def train_until_memorised(
     model,
     tokenizer,
@@ -59,7 +71,8 @@ def train_until_memorised(
     progress: bool = True,
 ) -> dict:
     """Train on ``texts``; every ``check_every`` epochs evaluate each check and stop once all
-    reach their thresholds (then ``extra_epochs`` more). Returns the training history."""
+    reach their thresholds at ``memorised_checks`` checks in a row (then ``extra_epochs`` more).
+    Returns the training history."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -71,6 +84,7 @@ def train_until_memorised(
     gen = torch.Generator().manual_seed(seed)
     history: dict = {"checks": [], "epochs": 0, "memorised_at_epoch": None, "n_examples": len(examples)}
     stop_at = cfg.max_epochs
+    thresholds = {name: thr for name, (_, thr) in checks.items()}
     bar = tqdm(total=cfg.max_epochs, desc="train", unit="epoch", disable=not progress)
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
@@ -92,7 +106,7 @@ def train_until_memorised(
             scores = {name: round(fn(model), 4) for name, (fn, _) in checks.items()}
             history["checks"].append({"epoch": epoch, "loss": mean_loss, **scores})
             log.info("epoch %d loss %.4f %s", epoch, mean_loss, scores)
-            if all(scores[name] >= thr for name, (_, thr) in checks.items()):
+            if memorised(history["checks"], thresholds, cfg.memorised_checks):
                 history["memorised_at_epoch"] = epoch
                 stop_at = epoch + cfg.extra_epochs
         if epoch >= stop_at:
