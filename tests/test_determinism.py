@@ -77,3 +77,10 @@ def test_one_reading_above_the_threshold_does_not_stop_training():
     assert not memorised(mixed, THR, 2)
     with pytest.raises(ValueError, match="train.memorised_checks"):
         memorised(mixed, THR, 0)
+
+
+def test_every_workflow_script_imports_the_pins():
+    scripts = sorted((SRC.parent / "workflow" / "scripts").glob("*.py"))
+    assert scripts
+    missing = [p.name for p in scripts if "from qunlearn.jobs import" not in p.read_text(encoding="utf-8")]
+    assert missing == []
