@@ -1,5 +1,5 @@
-"""Reproducibility across machines: pinned CPU kernels in every job, and a stop rule that one noisy
-memorisation check cannot trigger (docs: Running, "What is bit-reproducible")."""
+"""Reproducibility across machines: pinned CPU kernels in every job, and a stopping rule that a noisy
+memorisation check does not move (docs: Running, "What is bit-reproducible")."""
 
 import json
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from qunlearn.determinism import PINNED_ENV, pin_cpu_kernels
-from qunlearn.train import memorised
+from qunlearn.train import stops_here
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -52,31 +52,25 @@ def test_a_setting_in_the_environment_wins_and_arm_is_left_alone():
 THR = {"knowmem_forget_qa": 0.95, "verbmem_forget": 0.9}
 
 
-def _stop(values: list[float], consecutive: int) -> int | None:
-    """Index of the check at which training stops, for KnowMem readings ``values`` (VerbMem at 1)."""
-    checks: list[dict] = []
-    for i, v in enumerate(values):
-        checks.append({"epoch": 5 * (i + 1), "knowmem_forget_qa": v, "verbmem_forget": 1.0})
-        if memorised(checks, THR, consecutive):
-            return i
+def _stop(readings: list[float], min_epochs: int) -> int | None:
+    """The epoch at which training stops, for forget KnowMem ``readings`` every 5 epochs (VerbMem 1)."""
+    for i, v in enumerate(readings):
+        epoch = 5 * (i + 1)
+        if stops_here(epoch, {"knowmem_forget_qa": v, "verbmem_forget": 1.0}, THR, min_epochs):
+            return epoch
     return None
 
 
-def test_one_reading_above_the_threshold_does_not_stop_training():
-    # KnowMem hovering around 0.95 (+-0.02: a QA pair of 50 flipping), then settling above it
-    noisy = [0.90, 0.96, 0.94, 0.93, 0.96, 0.97, 0.98]
-    assert _stop(noisy, 1) == 1  # the old rule: the first lucky reading
-    assert _stop(noisy, 2) == 5  # two in a row
-    assert _stop([0.96, 0.94, 0.96, 0.94], 2) is None
-    assert _stop([0.99, 0.99], 2) == 1
-    # every check must hold at each of the readings, not one check at one and another at the next
-    mixed = [
-        {"knowmem_forget_qa": 0.96, "verbmem_forget": 0.8},
-        {"knowmem_forget_qa": 0.90, "verbmem_forget": 0.95},
-    ]
-    assert not memorised(mixed, THR, 2)
-    with pytest.raises(ValueError, match="train.memorised_checks"):
-        memorised(mixed, THR, 0)
+def test_noise_around_the_threshold_does_not_move_the_stop():
+    # Two machines' readings at epochs 25..50: the same training, a QA pair of 50 (0.02) apart,
+    # hovering around 0.95, shaped like the measured default (docs: Measurements, "Reproducibility across CPUs")
+    a = [0.0] * 4 + [0.96, 0.96, 1.00, 0.96, 1.00, 1.00]
+    b = [0.0] * 4 + [0.90, 0.96, 0.92, 0.94, 0.98, 0.98]
+    assert (_stop(a, 0), _stop(b, 0)) == (25, 30)  # the first reading above: wherever noise puts it
+    assert _stop(a, 45) == _stop(b, 45) == 45
+    assert _stop([0.0] * 8 + [0.94, 0.96], 45) == 50  # short at min_epochs: the next memorised check
+    # every threshold at the same check
+    assert not stops_here(45, {"knowmem_forget_qa": 0.96, "verbmem_forget": 0.8}, THR, 45)
 
 
 def test_every_workflow_script_imports_the_pins():

@@ -241,7 +241,7 @@ class TrainConfig:
     check_every: int = 5  # epochs between memorisation checks
     memorised_threshold: float = 0.95  # KnowMem (ROUGE-L) on the trained QA sets to call it memorised
     verbmem_threshold: float = 0.9  # and VerbMem on the forget passages (target only)
-    memorised_checks: int = 2  # consecutive checks that must all meet the thresholds (train.memorised)
+    min_epochs: int = 0  # no check (and no stop) before this epoch (train.stops_here)
     extra_epochs: int = 0  # keep training this many epochs after the criterion is met
 
 

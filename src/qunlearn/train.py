@@ -48,16 +48,16 @@ def memorisation_checks(
     return checks
 
 
-def memorised(checks: list[dict], thresholds: dict[str, float], consecutive: int) -> bool:
-    """True when each of the last ``consecutive`` checks meets every threshold.
+def stops_here(epoch: int, scores: dict[str, float], thresholds: dict[str, float], min_epochs: int) -> bool:
+    """The stopping rule: from ``min_epochs`` on, the first check at which every score meets its
+    threshold.
 
-    One check is a noisy reading near the end of training (greedy generations flip with the last
-    bits of the weights, so two machines differ by a QA pair or two, docs: Measurements): asking
-    for the thresholds at several checks in a row keeps one lucky reading from stopping training."""
-    if consecutive < 1:
-        raise ValueError(f"train.memorised_checks: must be >= 1, got {consecutive}")
-    recent = checks[-consecutive:]
-    return len(recent) == consecutive and all(c[name] >= thr for c in recent for name, thr in thresholds.items())
+    One check is a noisy reading near the end of training: greedy generations flip with the last
+    bits of the weights, so two machines (or two CPU kernels) read a QA pair or two apart, and the
+    first reading above the threshold came 15 epochs apart (docs: Measurements, "Reproducibility
+    across CPUs"). Not stopping before ``min_epochs``, an epoch by which the runs have memorised,
+    gives every machine the same training length unless a reading there falls short."""
+    return epoch >= min_epochs and all(scores[name] >= thr for name, thr in thresholds.items())
 
 
 def train_until_memorised(
@@ -70,8 +70,8 @@ def train_until_memorised(
     max_length: int,
     progress: bool = True,
 ) -> dict:
-    """Train on ``texts``; every ``check_every`` epochs evaluate each check and stop once all
-    reach their thresholds at ``memorised_checks`` checks in a row (then ``extra_epochs`` more).
+    """Train on ``texts``; every ``check_every`` epochs from ``min_epochs`` on, evaluate each check
+    and stop once all reach their thresholds (:func:`stops_here`; then ``extra_epochs`` more).
     Returns the training history."""
     from tqdm.auto import tqdm
 
@@ -101,12 +101,13 @@ def train_until_memorised(
         history["epochs"] = epoch
         bar.update(1)
         bar.set_postfix(loss=f"{mean_loss:.4f}")
-        if history["memorised_at_epoch"] is None and (epoch % cfg.check_every == 0 or epoch == cfg.max_epochs):
+        due = epoch % cfg.check_every == 0 or epoch == cfg.max_epochs
+        if history["memorised_at_epoch"] is None and due and epoch >= min(cfg.min_epochs, cfg.max_epochs):
             model.eval()
             scores = {name: round(fn(model), 4) for name, (fn, _) in checks.items()}
             history["checks"].append({"epoch": epoch, "loss": mean_loss, **scores})
             log.info("epoch %d loss %.4f %s", epoch, mean_loss, scores)
-            if memorised(history["checks"], thresholds, cfg.memorised_checks):
+            if stops_here(epoch, scores, thresholds, min(cfg.min_epochs, cfg.max_epochs)):
                 history["memorised_at_epoch"] = epoch
                 stop_at = epoch + cfg.extra_epochs
         if epoch >= stop_at:
