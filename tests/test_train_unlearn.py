@@ -61,6 +61,20 @@ def test_training_lowers_loss_and_reports_checks(corpus):
     assert hist["epochs"] == 4  # threshold 1.0 not reached: ran to max_epochs
 
 
+def test_training_checks_and_stops_only_from_min_epochs_on(corpus):
+    d, tok = corpus
+    runtime.seed_everything(0, 1)
+    model = build_tiny_llama(MICRO, tok, 0)
+    readings = iter([0.90, 0.97, 0.99])  # read at epochs 4, 5, 6 only
+    cfg = TrainConfig(lr=3e-3, batch_size=8, warmup_steps=2, max_epochs=8, check_every=1, min_epochs=4)
+    texts = muse_format.read_texts(d, "raw", "retain1")[:8]
+    hist = train_until_memorised(
+        model, tok, texts, {"k": (lambda m: next(readings), 0.95)}, cfg, seed=0, max_length=128, progress=False
+    )
+    assert [(c["epoch"], c["k"]) for c in hist["checks"]] == [(4, 0.90), (5, 0.97)]
+    assert hist["memorised_at_epoch"] == 5 and hist["epochs"] == 5
+
+
 @pytest.mark.parametrize("method", ["ga", "ga_gdr", "ga_klr", "npo", "npo_gdr", "npo_klr"])
 def test_unlearning_raises_forget_loss(corpus, method):
     d, tok = corpus

@@ -314,6 +314,7 @@ class TrainConfig:
     check_every: int = 5  # epochs between memorisation checks
     memorised_threshold: float = 0.95  # KnowMem (ROUGE-L) on the trained QA sets to call it memorised
     verbmem_threshold: float = 0.9  # and VerbMem on the forget passages (target only)
+    min_epochs: int = 0  # no check (and no stop) before this epoch (train.stops_here)
     extra_epochs: int = 0  # keep training this many epochs after the criterion is met
 
     def validate(self, where: str) -> None:

@@ -1,4 +1,7 @@
-"""Glue for workflow/scripts/*: per-job logging and JSON params, nothing else."""
+"""Glue for workflow/scripts/*: per-job logging and JSON params, and the pinned CPU kernels.
+
+Every workflow script imports this module first, before anything touches torch, so the pins of
+:mod:`qunlearn.determinism` are in the environment when torch and MKL read them."""
 
 from __future__ import annotations
 
@@ -7,6 +10,10 @@ import json
 import logging
 import sys
 from pathlib import Path
+
+from .determinism import PINNED_ENV, pin_cpu_kernels
+
+pin_cpu_kernels()
 
 
 @contextlib.contextmanager
@@ -38,11 +45,12 @@ def job_logging(log_path: str | None):
 
 
 def job_environment() -> dict:
-    """Where this job runs: host, SLURM job/partition (empty outside SLURM) and the visible GPUs."""
+    """Where this job runs: host, SLURM job/partition (empty outside SLURM), the visible GPUs and the
+    CPU kernel pins (qunlearn.determinism)."""
     import os
     import socket
 
-    keys = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES")
+    keys = ("SLURM_JOB_ID", "SLURM_JOB_PARTITION", "SLURM_JOB_GPUS", "CUDA_VISIBLE_DEVICES", *PINNED_ENV)
     return {"host": socket.gethostname(), **{k: os.environ.get(k, "") for k in keys}}
 
 

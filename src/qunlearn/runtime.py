@@ -36,6 +36,9 @@ TRACKED_PACKAGES = (
 
 
 def seed_everything(seed: int, threads: int | None = None) -> None:
+    from . import determinism
+
+    determinism.pin_cpu_kernels()  # before torch's first kernel, where the caller has not run one yet
     import numpy as np
     import torch
 
@@ -47,6 +50,7 @@ def seed_everything(seed: int, threads: int | None = None) -> None:
     # Deterministic kernels: the same config gives the same metrics on the same machine.
     torch.use_deterministic_algorithms(True, warn_only=True)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    determinism.check_pinned()
 
 
 def package_versions() -> dict[str, str]:

@@ -65,6 +65,18 @@ def _accumulate(model, examples, pad_id: int, cfg: TrainConfig, device):
     return torch.tensor(value)
 
 
+def stops_here(epoch: int, scores: dict[str, float], thresholds: dict[str, float], min_epochs: int) -> bool:
+    """The stopping rule: from ``min_epochs`` on, the first check at which every score meets its
+    threshold.
+
+    One check is a noisy reading near the end of training: greedy generations flip with the last
+    bits of the weights, so two machines (or two CPU kernels) read a QA pair or two apart, and the
+    first reading above the threshold came 15 epochs apart (docs: Measurements, "Reproducibility
+    across CPUs"). Not stopping before ``min_epochs``, an epoch by which the runs have memorised,
+    gives every machine the same training length unless a reading there falls short."""
+    return epoch >= min_epochs and all(scores[name] >= thr for name, thr in thresholds.items())
+
+
 def train_until_memorised(
     model,
     tokenizer,
@@ -75,8 +87,9 @@ def train_until_memorised(
     max_length: int,
     progress: bool = True,
 ) -> dict:
-    """Train on ``texts``; every ``check_every`` epochs evaluate each check and stop once all
-    reach their thresholds (then ``extra_epochs`` more). Returns the training history."""
+    """Train on ``texts``; every ``check_every`` epochs from ``min_epochs`` on, evaluate each check
+    and stop once all reach their thresholds (:func:`stops_here`; then ``extra_epochs`` more).
+    Returns the training history."""
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device
@@ -88,6 +101,7 @@ def train_until_memorised(
     gen = torch.Generator().manual_seed(seed)
     history: dict = {"checks": [], "epochs": 0, "memorised_at_epoch": None, "n_examples": len(examples)}
     stop_at = cfg.max_epochs
+    thresholds = {name: thr for name, (_, thr) in checks.items()}
     bar = tqdm(total=cfg.max_epochs, desc="train", unit="epoch", disable=not progress)
     for epoch in range(1, cfg.max_epochs + 1):
         model.train()
@@ -107,12 +121,13 @@ def train_until_memorised(
         history["epochs"] = epoch
         bar.update(1)
         bar.set_postfix(loss=f"{mean_loss:.4f}")
-        if history["memorised_at_epoch"] is None and (epoch % cfg.check_every == 0 or epoch == cfg.max_epochs):
+        due = epoch % cfg.check_every == 0 or epoch == cfg.max_epochs
+        if history["memorised_at_epoch"] is None and due and epoch >= min(cfg.min_epochs, cfg.max_epochs):
             model.eval()
             scores = {name: round(fn(model), 4) for name, (fn, _) in checks.items()}
             history["checks"].append({"epoch": epoch, "loss": mean_loss, **scores})
             log.info("epoch %d loss %.4f %s", epoch, mean_loss, scores)
-            if all(scores[name] >= thr for name, (_, thr) in checks.items()):
+            if stops_here(epoch, scores, thresholds, min(cfg.min_epochs, cfg.max_epochs)):
                 history["memorised_at_epoch"] = epoch
                 stop_at = epoch + cfg.extra_epochs
         if epoch >= stop_at:
