@@ -519,7 +519,7 @@ class Experiment:
         return inputs
 
     def analysis_params(self, dataset: str, model_id: str) -> dict[str, dict]:
-        return {s: self.schemes[s].resolved() for s in self.model_schemes(dataset, model_id)}
+        return {s: self.quantize_params(model_id, s) for s in self.model_schemes(dataset, model_id)}
 
     def unlearn_inputs(self, arm: Arm) -> dict[str, str]:
         inputs = {"base": paths.model_dir(arm.dataset, "target"), "data": self.data_dir(arm.dataset)}
@@ -591,8 +591,9 @@ class Experiment:
         return self.schemes[scheme].resolved()
 
     def quantize_params(self, model_id: str, scheme: str) -> dict:
-        """A calibrated scheme's settings for one model: a replicate with seed n draws its calibration
-        sample with ``calibration_seed + n + 1`` (never the base seed's, and distinct per seed)."""
+        """A scheme's settings for one model (its quantize, evaluate and analysis jobs): a replicate
+        with seed n draws its calibration sample with ``calibration_seed + n + 1`` (never the base
+        seed's, and distinct per seed); every other model gets the scheme's own settings."""
         params = self.scheme_params(scheme)
         seed = paths.seed_of(model_id)
         if seed and "calibration_seed" in params:

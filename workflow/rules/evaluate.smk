@@ -22,7 +22,7 @@ rule evaluate:
     resources:
         **job_resources("evaluate"),
     params:
-        scheme=lambda w: as_json(EXP.scheme_params(w.scheme)),
+        scheme=lambda w: as_json(EXP.quantize_params(w.model_id, w.scheme)),
         evaluate=lambda w: as_json(EXP.evaluate_params(w.dataset)),
         seed=lambda w: EXP.model_seed(w.model_id),
     script:
