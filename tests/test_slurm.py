@@ -29,7 +29,8 @@ pytestmark = pytest.mark.slurm
 
 SLURM_DIR = Path(os.environ.get("QUNLEARN_SLURM_DIR", "/tmp/qunlearn-slurm"))
 CONFIG = ROOT / os.environ.get("QUNLEARN_SLURM_TEST_CONFIG", "configs/ci.yaml")
-GPU_RULES = set(resources.GPU_RULES)  # train_base, unlearn, quantize, evaluate
+# train_base, unlearn, quantize, evaluate; and unlearn_seeded (`use rule unlearn`: a seed replicate)
+GPU_RULES = set(resources.GPU_RULES) | {"unlearn_seeded"}
 KILL_AFTER = int(os.environ.get("QUNLEARN_SLURM_TEST_TIMEOUT", "2700"))  # seconds, then SIGKILL
 
 
@@ -115,7 +116,8 @@ def test_run_finished_and_planned_every_evaluation(slurm_run):
     cfg = yaml.safe_load(CONFIG.read_text())
     exp = Experiment(cfg)
     assert slurm_run["planned"]["evaluate"] == len(exp.evaluations)
-    assert slurm_run["planned"]["unlearn"] == len(exp.unlearn_jobs())
+    planned = slurm_run["planned"]  # seed replicates are rule unlearn_seeded
+    assert planned.get("unlearn", 0) + planned.get("unlearn_seeded", 0) == len(exp.unlearn_jobs())
 
 
 @pytest.mark.skipif(CONFIG != CI_CONFIG, reason="the local e2e run is of configs/ci.yaml")
@@ -170,5 +172,7 @@ def test_each_job_recorded_its_slurm_allocation(slurm_run):
             assert env["SLURM_JOB_GPUS"] in ("", env["CUDA_VISIBLE_DEVICES"]), (log, env)
         else:
             assert env["SLURM_JOB_PARTITION"] == "cpu" and env["CUDA_VISIBLE_DEVICES"] == "", (log, env)
-    planned = slurm_run["planned"]
+    planned = dict(slurm_run["planned"])
+    # a seed replicate (rule unlearn_seeded) logs under logs/unlearn/, as its base-seed arm does
+    planned["unlearn"] = planned.get("unlearn", 0) + planned.pop("unlearn_seeded", 0)
     assert dict(seen) == {r: n for r, n in planned.items() if r not in ("total", "all")}
