@@ -85,11 +85,16 @@ def test_snakemake_paper_builds_the_pdf_with_the_tables(ci_run):
     assert "??" not in text, "an undefined \\qn number"
     # every LaTeX table of the workflow is in, by its caption
     for tex in (ci_run / "paper" / "tables").glob("*.tex"):
-        caption = re.search(r"\\caption\{([^}]*)\}", tex.read_text()).group(1)
+        m = re.search(r"\\caption\{([^}]*)\}", tex.read_text())
+        if m is None:  # a table with no rows in this config (e.g. rmu before a method of that name exists)
+            assert "no rows" in tex.read_text(), tex
+            continue
+        caption = m.group(1)
         assert " ".join(caption.split()[:4]) in " ".join(text.split()), caption
     # numbers from the CSVs: the retention table and the abstract's headline
     ret = pd.read_csv(ci_run / "results/tables/retention.csv", keep_default_na=False)
-    ga4 = ret[(ret.method == "ga_gdr") & (ret.scheme == "rtn4") & (ret.headline.astype(str) == "True")].retention.item()
+    # the paper quotes a method's retention as the mean over its seeds (configs/ci.yaml has two)
+    ga4 = ret[(ret.method == "ga_gdr") & (ret.scheme == "rtn4") & (ret.headline.astype(str) == "True")].retention.mean()
     assert f"{ga4:.2f}" in text
     summary = __import__("json").loads((ci_run / "results/tables/summary.json").read_text())
     headline = summary["synth"]["mean_retention_utility_constrained"]["rtn4"]

@@ -31,6 +31,7 @@ import tempfile
 from pathlib import Path
 
 from .. import paths, runtime
+from .render import latex_escape
 
 log = logging.getLogger(__name__)
 
@@ -43,22 +44,6 @@ def fmt(value: float, digits: int = 2) -> str:
     if isinstance(value, int):
         return str(value)
     return f"{value:.{digits}f}"
-
-
-def _latex_escape(text: str) -> str:
-    repl = {
-        "\\": r"\textbackslash{}",
-        "&": r"\&",
-        "%": r"\%",
-        "$": r"\$",
-        "#": r"\#",
-        "_": r"\_",
-        "{": r"\{",
-        "}": r"\}",
-        "~": r"\textasciitilde{}",
-        "^": r"\textasciicircum{}",
-    }
-    return "".join(repl.get(c, c) for c in text)
 
 
 def _flatten(obj, prefix: str):
@@ -188,7 +173,7 @@ def includes(tables: list[str], figures: dict[str, str]) -> tuple[str, str]:
                 r"\begin{figure}[t]",
                 r"\centering",
                 rf"\includegraphics[width=\linewidth]{{figures/{name}}}",
-                rf"\caption{{{_latex_escape(caption)}}}",
+                rf"\caption{{{latex_escape(caption)}}}",
                 rf"\label{{fig:{stem}}}",
                 r"\end{figure}",
                 "",

@@ -11,6 +11,23 @@ from .. import runtime
 from . import catalog
 
 
+def latex_escape(text: str) -> str:
+    """Plain text (a caption) as LaTeX: a % would comment out the rest of the line."""
+    repl = {
+        "\\": r"\textbackslash{}",
+        "&": r"\&",
+        "%": r"\%",
+        "$": r"\$",
+        "#": r"\#",
+        "_": r"\_",
+        "{": r"\{",
+        "}": r"\}",
+        "~": r"\textasciitilde{}",
+        "^": r"\textasciicircum{}",
+    }
+    return "".join(repl.get(c, c) for c in text)
+
+
 def to_latex(df: pd.DataFrame, caption: str, label: str, floatfmt: str = "{:.1f}") -> str:
     def cell(v):
         if isinstance(v, float):
@@ -21,7 +38,7 @@ def to_latex(df: pd.DataFrame, caption: str, label: str, floatfmt: str = "{:.1f}
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{caption}}}",
+        rf"\caption{{{latex_escape(caption)}}}",
         rf"\label{{{label}}}",
         rf"\begin{{tabular}}{{{cols}}}",
         r"\toprule",
