@@ -114,6 +114,32 @@ class MetricSpec(PluginSpec):
     enabled_by: str | None = None
 
 
+@dataclass(frozen=True)
+class AttackSpec(PluginSpec):
+    """A recovery attack: a transform model -> model applied to any model id. One job per point of
+    its grid; the output is the derived model id ``derived/<name>/<key>~<value>.../of/<parent>``,
+    which evaluate, quantize and analysis treat like any other model.
+
+    The settings class declares ``points() -> list[dict[str, str]]``: the grid, each point the
+    id's key/value segments in order (the rest of the settings go into the job's params).
+    ``strength`` names the point key a recovery curve puts on its x-axis. Traits:
+
+    - ``finetunes``: trains on data; also run on the retrain model with the same data and budget
+      (the re-teaching control: tables report recovery above it).
+    - ``needs_target``: reads the released target's weights (interpolation toward it).
+    - ``needs_entities``: needs a dataset that declares which entity each record and QA item belongs
+      to (held-out relearning); others reject it at config time.
+    - ``controls``: the bases it is applied to as controls (the target's interpolation toward
+      itself would be the identity, so interpolate runs on the retrain model only).
+    """
+
+    strength: str = ""
+    finetunes: bool = False
+    needs_target: bool = False
+    needs_entities: bool = False
+    controls: tuple[str, ...] = ("retrain", "target")
+
+
 class Registry:
     """name -> spec, in registration order. Registration happens once, at import of the plugin's
     module; a second registration of a name is an error."""
@@ -161,6 +187,7 @@ class Registry:
 METHODS = Registry("unlearning method", MethodSpec)
 QUANTIZERS = Registry("quantizer", QuantizerSpec)
 METRICS = Registry("metric", MetricSpec)
+ATTACKS = Registry("attack", AttackSpec)
 
 
 @dataclass
@@ -203,10 +230,12 @@ __all__ = [
     "MethodSpec",
     "QuantizerSpec",
     "MetricSpec",
+    "AttackSpec",
     "Registry",
     "METHODS",
     "QUANTIZERS",
     "METRICS",
+    "ATTACKS",
     "MethodSettings",
     "field",
 ]

@@ -1,11 +1,11 @@
 """Every plugin module, imported once: importing this module fills ``qunlearn.plugins.METHODS``,
-``QUANTIZERS`` and ``METRICS``. Adding a plugin = its module + one line here. Torch-free."""
+``QUANTIZERS``, ``METRICS`` and ``ATTACKS``. Adding a plugin = its module + one line here. Torch-free."""
 
 from __future__ import annotations
 
 import importlib
 
-from .plugins import METHODS, METRICS, QUANTIZERS  # noqa: F401  (re-exported)
+from .plugins import ATTACKS, METHODS, METRICS, QUANTIZERS  # noqa: F401  (re-exported)
 
 PLUGIN_MODULES = (
     # unlearning methods
@@ -23,6 +23,11 @@ PLUGIN_MODULES = (
     "qunlearn.evaluate.knowmem",
     "qunlearn.evaluate.privleak",
     "qunlearn.evaluate.utility",
+    # recovery attacks
+    "qunlearn.attacks.finetune",
+    "qunlearn.attacks.prune",
+    "qunlearn.attacks.noise",
+    "qunlearn.attacks.interpolate",
 )
 
 for _module in PLUGIN_MODULES:

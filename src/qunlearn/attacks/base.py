@@ -1,0 +1,57 @@
+"""What an attack implements and what it is given. Torch-free at import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import ConfigError
+
+if TYPE_CHECKING:
+    from ..plugins import AttackSpec
+
+# Splits an attack may never read for calibration or benign training: the forget set itself.
+FORGET_SPLITS = ("forget",)
+# Raw text splits a calibration or benign fine-tuning set may come from.
+TEXT_SPLITS = ("forget", "retain1", "retain2", "holdout")
+
+
+def check_split(split: str, where: str, allow_forget: bool = False) -> None:
+    """``where`` names the config key; the forget split is rejected unless ``allow_forget``."""
+    if split not in TEXT_SPLITS:
+        raise ConfigError(f"{where}: unknown split {split!r}; one of {', '.join(TEXT_SPLITS)}")
+    if not allow_forget and split in FORGET_SPLITS:
+        raise ConfigError(
+            f"{where}: {split!r} is the forget set; this attack must not read it (use retain1 or retain2)"
+        )
+
+
+@dataclass
+class AttackContext:
+    """What one attack job has besides the model it transforms.
+
+    ``data_dir``: the dataset's MUSE-format data (``muse_format`` reads and checks its splits);
+    ``tokenizer``; ``target``: the released target model (only when the spec ``needs_target``);
+    ``seed``: the job's seed; ``max_length``: the model's context length; ``device``.
+    ``reads`` collects what the attack read (split -> {records, sha256, ...}) for meta.json.
+    """
+
+    data_dir: Path
+    tokenizer: Any
+    seed: int
+    max_length: int
+    device: Any = None
+    target: Any = None
+    reads: dict = field(default_factory=dict)
+
+
+class Attack:
+    """Built once per job from its spec, resolved settings and point (the id's key -> value text)."""
+
+    def __init__(self, spec: AttackSpec, settings: Any, point: dict[str, str]):
+        self.spec, self.settings, self.point = spec, settings, point
+
+    def apply(self, model, ctx: AttackContext) -> dict:
+        """Transform ``model`` in place; return statistics for meta.json (JSON-serialisable)."""
+        raise NotImplementedError
