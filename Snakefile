@@ -1,6 +1,6 @@
 # qunlearn: does LLM unlearning survive weight quantization?  (Zhang et al., ICLR 2025)
 # The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr x epochs x loss, alpha grid
-#          -> select_alpha) -> [quantize (GPTQ/AWQ)] -> evaluate (x scheme), analysis (weight change)
+#          -> select_alpha) -> [attack (relearn, prune, noise, ...)] -> [quantize (GPTQ/AWQ)] -> evaluate (x scheme), analysis (weight change)
 #          -> aggregate tables, figures -> paper/ (snakemake paper: also paper/main.pdf)
 # Paths and model ids: src/qunlearn/paths.py (docs/guide/paths.md); planning: src/qunlearn/experiment.py.
 
@@ -40,11 +40,13 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/pretrained.smk"
 include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/attack.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/report_quant.smk"
+include: "workflow/rules/report_attacks.smk"
 include: "workflow/rules/paper.smk"
 
 

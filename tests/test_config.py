@@ -11,7 +11,7 @@ from conftest import ROOT
 from qunlearn.config import ConfigError, TrainConfig, UnlearnConfig, from_dict
 from qunlearn.experiment import Experiment
 from qunlearn.paths import fmt_num
-from qunlearn.registries import METHODS, QUANTIZERS
+from qunlearn.registries import ATTACKS, METHODS, QUANTIZERS
 
 SCHEMA = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
 
@@ -32,6 +32,7 @@ def test_default_and_shipped_configs_are_valid(default_config):
 def test_schema_names_equal_registries():
     assert set(SCHEMA["$defs"]["method_name"]["enum"]) == set(METHODS)
     assert set(SCHEMA["$defs"]["quantizer_name"]["enum"]) == set(QUANTIZERS)
+    assert set(SCHEMA["$defs"]["attack_name"]["enum"]) == set(ATTACKS)
 
 
 @pytest.mark.parametrize(

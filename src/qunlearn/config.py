@@ -599,6 +599,28 @@ def seeds_config(raw, base_seed: int) -> SeedsConfig:
 
 
 @dataclass
+class AttacksConfig:
+    """Recovery attacks (top-level ``attacks``; docs "Recovery attacks"): every attack under
+    ``runs`` (name -> its settings, defaults in its module under qunlearn/attacks/) is applied at
+    every point of its grid to the headline arms of ``methods`` and, as controls, to the bases in
+    ``controls`` its spec allows (a fine-tuning attack always also runs on the retrain model: the
+    re-teaching control). Each attacked model is evaluated at ``schemes``."""
+
+    runs: dict[str, Any] = field(default_factory=dict)
+    methods: list[str] | None = None  # null = report.utility_constrained
+    controls: list[str] = field(default_factory=lambda: ["retrain", "target"])
+    schemes: list[str] = field(default_factory=lambda: ["fp32", "rtn4"])
+    datasets: list[str] | None = None  # null = every dataset with its own data (not source: reuse)
+
+    def validate(self, where: str) -> None:
+        for c in self.controls:
+            if c not in ("retrain", "target"):
+                raise ConfigError(f"{where}.controls: {c!r} is not a base; use retrain and/or target")
+        if not self.schemes or len(set(self.schemes)) != len(self.schemes):
+            raise ConfigError(f"{where}.schemes: a non-empty list without repeats, got {self.schemes}")
+
+
+@dataclass
 class ComputeConfig:
     """Cluster sizing (resources.py): what a GPU job may use. Not read by any computation."""
 

@@ -18,6 +18,9 @@ Planning vocabulary:
 - an *external model* (``datasets.<name>.external.<model name>``, model id ``external/<name>``) is an
   unlearned model made elsewhere: evaluated at every scheme of its dataset, quantized, analysed
   and reported beside the headline arms (docs "Bring your own unlearned model");
+- an *attack job* (``attacks``) applies one point of a recovery attack's grid to a headline arm
+  or a control base; its output is the derived id ``derived/<attack>/<k>~<v>.../of/<parent>``,
+  evaluated at ``attacks.schemes`` like any model (docs "Recovery attacks");
 - an *evaluation* is (dataset, model id, scheme).
 """
 
@@ -30,6 +33,7 @@ from typing import Any
 from . import external, paths
 from .config import (
     MOVED_UNLEARN_KEYS,
+    AttacksConfig,
     ComputeConfig,
     ConfigError,
     DatasetConfig,
@@ -48,7 +52,7 @@ from .config import (
     to_dict,
 )
 from .paths import BASES, SELECTED, Arm, fmt_num
-from .plugins import METHODS, METRICS, MethodSpec, Scheme
+from .plugins import ATTACKS, METHODS, METRICS, AttackSpec, MethodSpec, Scheme
 from .registries import PLUGIN_MODULES  # noqa: F401  (fills the registries)
 
 STUDIES = ("alpha_grid", "lr", "epochs", "loss_variant")
@@ -105,6 +109,11 @@ class Experiment:
         self.method_settings: dict[str, Any] = {
             m: spec.resolve(self.unlearn.methods[m], f"unlearn.methods.{m}") for m, spec in self.method_specs.items()
         }
+        self.attacks: AttacksConfig = from_dict(AttacksConfig, config.get("attacks"), "attacks")
+        self.attack_specs: dict[str, AttackSpec] = {a: ATTACKS.get(a, f"attacks.runs.{a}") for a in self.attacks.runs}
+        self.attack_settings: dict[str, Any] = {
+            a: spec.resolve(self.attacks.runs[a], f"attacks.runs.{a}") for a, spec in self.attack_specs.items()
+        }
         self._check()
 
     # ---- checks across sections (the JSON schema and the dataclasses check each section) -------------
@@ -156,6 +165,41 @@ class Experiment:
         for arm in self.unlearn_jobs():
             self.unlearn_params(arm)  # validates every job's UnlearnConfig
         self._check_external()
+        self._check_attacks()
+
+    def _check_attacks(self) -> None:
+        """Names, schemes and datasets of the attacks section, and what each attack needs of the
+        datasets it runs on (entity declarations; a relearning fraction that leaves records)."""
+        from .data import entities
+
+        a = self.attacks
+        if not a.runs:
+            return
+        for m in self.attack_methods():
+            self._known_method(m, "attacks.methods")
+        for s in a.schemes:
+            self._known_scheme(s, "attacks.schemes")
+        for d in a.datasets or []:
+            if d not in self.datasets:
+                raise ConfigError(f"attacks.datasets: no dataset named {d!r}")
+        for name, spec in self.attack_specs.items():
+            settings = self.attack_settings[name]
+            for ds in self.attack_datasets():
+                data_cfg = self.datasets[self.owner(ds)]
+                if spec.needs_entities and not entities.dataset_declares_entities(data_cfg):
+                    raise ConfigError(
+                        f"attacks.runs.{name}: dataset {ds!r} (source: {data_cfg.source}) does not declare "
+                        "which entity each record and QA item belongs to; run it on a synthetic dataset "
+                        "(attacks.datasets) or drop it"
+                    )
+                fraction = getattr(settings, "fraction", None)
+                if fraction is not None and data_cfg.source == "synthetic":
+                    records = entities.split_sizes(data_cfg.synthetic)[settings.split]
+                    if int(fraction * records) < 1:
+                        raise ConfigError(
+                            f"attacks.runs.{name}.fraction: {fraction} of the {records} records of split "
+                            f"{settings.split!r} of dataset {ds!r} is no record; raise it"
+                        )
 
     def _check_external(self) -> None:
         """Names usable as an id segment and a table's method column (no method's name), and the
@@ -447,6 +491,110 @@ class Experiment:
             inputs["source"] = str(source)
         return inputs
 
+    # ---- recovery attacks ---------------------------------------------------------------------------
+    def attack_methods(self) -> list[str]:
+        """The methods whose headline arms are attacked (null: report.utility_constrained)."""
+        m = self.attacks.methods
+        return list(self.report.utility_constrained if m is None else m)
+
+    def attack_datasets(self) -> list[str]:
+        if self.attacks.datasets is not None:
+            return list(self.attacks.datasets)
+        return [d for d in self.datasets if self.datasets[d].source != "reuse"]
+
+    def attack_parents(self, dataset: str, attack: str) -> list[str]:
+        """The model ids ``attack`` is applied to on ``dataset``: the headline arms of
+        attack_methods, then the controls its spec allows (a fine-tuning attack always runs on the
+        retrain model too: the re-teaching control)."""
+        spec = self.attack_specs[attack]
+        arms = [a.model_id for a in self.headline_arms(dataset) if a.method in self.attack_methods()]
+        controls = [b for b in spec.controls if b in self.attacks.controls or (b == "retrain" and spec.finetunes)]
+        return arms + controls
+
+    def attack_points(self, attack: str) -> list[dict[str, str]]:
+        return self.attack_settings[attack].points()
+
+    @cached_property
+    def _attack_jobs(self) -> list[tuple[str, str]]:
+        """(dataset, derived model id) of every attack job."""
+        jobs = []
+        for ds in self.attack_datasets():
+            for attack in self.attacks.runs:
+                for parent in self.attack_parents(ds, attack):
+                    for point in self.attack_points(attack):
+                        jobs.append((ds, paths.derived_id(parent, attack, point)))
+        return jobs
+
+    def attack_jobs(self, dataset: str | None = None) -> list[str]:
+        """The derived model ids of ``dataset``'s attack jobs (every dataset's when None), in plan order."""
+        return [mid for ds, mid in self._attack_jobs if dataset is None or ds == dataset]
+
+    def attack_schemes(self, dataset: str) -> list[str]:
+        return [s for s in self.attacks.schemes if s in self.dataset_schemes(dataset)]
+
+    def attack_inputs(self, dataset: str, model_id: str) -> dict[str, str]:
+        """The attacked model, the dataset's data, and the released target when the attack reads it."""
+        parts = paths.parse_model_id(model_id)
+        inputs = {"model": paths.model_dir(dataset, parts.parent), "data": self.data_dir(dataset)}
+        if self.attack_specs[parts.transform].needs_target:
+            inputs["target"] = paths.model_dir(dataset, "target")
+        return inputs
+
+    def attack_params(self, model_id: str) -> dict:
+        """What an attack job depends on: the attack, its point and its settings outside the grid
+        (adding a point to a grid leaves the other points' jobs alone)."""
+        parts = paths.parse_model_id(model_id)
+        settings = self.attack_settings[parts.transform]
+        grid = getattr(type(settings), "GRID", ())
+        return {
+            "attack": parts.transform,
+            "point": dict(parts.settings),
+            "settings": {k: v for k, v in to_dict(settings).items() if k not in grid},
+        }
+
+    def attack_report_evals(self) -> list[str]:
+        """The evals the attack tables read: every attacked model's, every parent's and the
+        target's at every scheme they are evaluated at (robust retention takes the parents' 4-bit
+        schemes too)."""
+        ids = {(ds, "target") for ds in self.attack_datasets()}
+        for ds, mid in self._attack_jobs:
+            ids |= {(ds, mid), (ds, paths.parse_model_id(mid).parent)}
+        return [paths.eval_file(ds, mid, s) for ds, mid, s in self.evaluations if (ds, mid) in ids]
+
+    def attacked_headlines(self) -> dict[str, dict[str, str]]:
+        """dataset -> attacked method -> its headline model id (the robust-retention rows)."""
+        return (
+            {
+                ds: {a.method: a.model_id for a in self.headline_arms(ds) if a.method in self.attack_methods()}
+                for ds in self.attack_datasets()
+            }
+            if self.attacks.runs
+            else {}
+        )
+
+    def attacks_for_report(self) -> dict:
+        """What the attack tables need: per derived id its dataset, attack, point, strength key and
+        value, parent id, and the root (the attacked headline arm or base); and the schemes."""
+        rows = []
+        for ds, mid in self._attack_jobs:
+            parts = paths.parse_model_id(mid)
+            spec = self.attack_specs[parts.transform]
+            point = dict(parts.settings)
+            rows.append(
+                {
+                    "dataset": ds,
+                    "model_id": mid,
+                    "attack": parts.transform,
+                    "point": point,
+                    "strength": spec.strength,
+                    "value": point[spec.strength],
+                    "parent": parts.parent,
+                    "finetunes": spec.finetunes,
+                    "needs_entities": spec.needs_entities,
+                }
+            )
+        return {"jobs": rows, "schemes": list(self.attacks.schemes), "seed": self.seed}
+
     # ---- evaluations, quantize and analysis jobs -----------------------------------------------------
     def dataset_schemes(self, dataset: str) -> list[str]:
         allowed = self.datasets[dataset].schemes
@@ -474,6 +622,9 @@ class Experiment:
             arms = self.study_arms(study)
             if arms:
                 out |= {(a.dataset, a.model_id, s) for a in arms for s in self.study_schemes(study)}
+        for ds, mid in self._attack_jobs:  # the attacked model, and its parent for the curve's origin
+            parent = paths.parse_model_id(mid).parent
+            out |= {(ds, m, s) for m in (mid, parent) for s in self.attack_schemes(ds)}
         return sorted(out)
 
     @cached_property
@@ -490,8 +641,14 @@ class Experiment:
     def calibrated_schemes(self, dataset: str, model_id: str) -> list[str]:
         return [s for s in self.model_schemes(dataset, model_id) if self.schemes[s].calibrated]
 
-    def eval_files(self) -> list[str]:
-        return [paths.eval_file(ds, mid, s) for ds, mid, s in self.evaluations]
+    def eval_files(self, attacked: bool = True) -> list[str]:
+        """Every evaluation's file; ``attacked=False``: without the attacked (derived) models'
+        (metrics.csv and the headline tables; the attack tables read those)."""
+        return [
+            paths.eval_file(ds, mid, s)
+            for ds, mid, s in self.evaluations
+            if attacked or paths.parse_model_id(mid).kind != "derived"
+        ]
 
     def eval_model_input(self, dataset: str, model_id: str, scheme: str) -> str:
         """The checkpoint evaluate loads (calibrated schemes: the quantize job's output; else the model)."""

@@ -54,6 +54,10 @@ ARM = "unlearn/{method}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}"
 # ... of a replicate with a seed other than the base seed (rule unlearn_seeded)
 ARM_SEEDED = "unlearn/{method}/seed~{seed}/alpha~{alpha}/lr~{lr}/epochs~{epochs}/loss~{loss}"
 
+# ... of a model derived by an attack (rule attack): {point} is its key~value segments
+DERIVED = "derived/{attack}/{point}/of/{parent}"
+POINT_REGEX = r"[^/~]+~[^/~]+(?:/[^/~]+~[^/~]+)*"
+
 # --- model ids ----------------------------------------------------------------------------------------
 _SEG = r"[^/~]+"
 _ARM_RE = rf"unlearn/{_SEG}(?:/seed~[0-9]+)?/alpha~{_SEG}/lr~{_SEG}/epochs~{_SEG}/loss~{_SEG}"

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 GB = 1e9
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-GPU_RULES = ("train_base", "unlearn", "quantize", "evaluate")
+GPU_RULES = ("train_base", "unlearn", "attack", "quantize", "evaluate")
 LAYERS_GATHERED = 2  # FSDP2: the layer being computed and the one prefetched
 LLAMA_7B_LAYERS = 32
 
@@ -113,6 +113,11 @@ def rule_resources(
     if rule == "evaluate":
         # load (one host copy), quantize on the host or on the GPU, generate
         host_gb = 2.0 * weights_gb
+        minutes = 15 + 10 * billions
+    elif rule == "attack":
+        # a fine-tuning attack holds weights, gradients and AdamW states (a few hundred steps);
+        # pruning, noise and interpolation hold two or three copies of the weights
+        host_gb = memory_plan(n, b, "adamw")["host_ram"] + 2.0 * weights_gb
         minutes = 15 + 10 * billions
     elif rule == "quantize":
         # GPTQ/AWQ calibrate layer by layer: the model on the host, one layer's activations on the GPU

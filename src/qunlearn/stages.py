@@ -283,6 +283,60 @@ def _copy_twin(twin: str | Path, out_dir: str | Path, cfg, seed: int, inputs: di
     return meta
 
 
+def attack_model(
+    model_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    attack_cfg: dict,
+    max_length: int,
+    seed: int,
+    threads: int | None = None,
+    target_dir: str | Path | None = None,
+    device: str | None = None,
+) -> dict:
+    """Apply one point of a recovery attack to the model in ``model_dir`` (qunlearn.attacks).
+    ``attack_cfg``: {attack, point (the id's key -> value text), settings (outside the grid)}.
+    meta.json records the statistics the attack returns and what it read (``reads``: split,
+    records, sha256), so a reader can check that e.g. relearning read only its declared split."""
+    import torch
+
+    from .attacks.base import AttackContext
+    from .data.tokenizer import load_tokenizer
+    from .models import load_model, save_model
+
+    started = time.time()
+    runtime.seed_everything(seed, threads)
+    name = attack_cfg["attack"]
+    spec = registries.ATTACKS.get(name, "attack")
+    grid = getattr(spec.settings, "GRID", ())
+    settings = spec.resolve({k: v for k, v in attack_cfg["settings"].items() if k not in grid}, f"attacks.runs.{name}")
+    point = {str(k): str(v) for k, v in attack_cfg["point"].items()}
+    keys = list(spec.settings().points()[0])
+    if list(point) != keys:
+        raise ValueError(f"attack {name}: point {point} must have the keys {keys}")
+    inputs = {"model": model_dir, "data": data_dir}
+    dev = torch.device(device) if device else None
+    tok = load_tokenizer(model_dir)
+    model = load_model(model_dir, device=dev)
+    target = None
+    if spec.needs_target:
+        if target_dir is None:
+            raise ValueError(f"attack {name}: needs the released target (target_dir)")
+        target = load_model(target_dir, device=dev)
+        inputs["target"] = target_dir
+    ctx = AttackContext(
+        data_dir=Path(data_dir), tokenizer=tok, seed=seed, max_length=max_length, device=dev, target=target
+    )
+    stats = spec.load()(spec, settings, point).apply(model, ctx)
+    with runtime.atomic_dir(out_dir) as tmp:
+        save_model(model, tok, tmp)
+        config = {"attack": name, "point": point, "settings": to_dict(settings)}
+        meta = runtime.build_meta("attack", config, seed, inputs, started, {"stats": stats, "reads": ctx.reads})
+        runtime.write_json_atomic(tmp / "meta.json", meta)
+    log.info("attack %s %s: %s", name, point, stats)
+    return meta
+
+
 def metric_groups(eval_cfg: dict) -> dict:
     """The optional metric groups in an evaluate job's params (``Experiment.evaluate_params``):
     enabled_by -> settings, resolved by the group's settings class."""

@@ -38,11 +38,19 @@ wildcard_constraints:
     seed=r"[0-9]+",
     scheme=_alt(EXP.schemes),
     model_id=paths.MODEL_ID_REGEX,
+    attack=_alt(EXP.attacks.runs),
+    point=paths.POINT_REGEX,
+    parent=paths.MODEL_ID_REGEX,
 
 
 def as_json(obj):
     """Params are canonical JSON strings: a job reruns exactly when its own slice changes."""
     return json.dumps(obj, sort_keys=True)
+
+
+def derived_of(w):
+    """The derived model id of an attack job's wildcards."""
+    return paths.DERIVED.format(attack=w.attack, point=w.point, parent=w.parent)
 
 
 def arm_of(w):

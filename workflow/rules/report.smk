@@ -5,7 +5,7 @@
 rule aggregate:
     """metrics.csv (long form), Table-1-style table, retention table, headline summary, study tables."""
     input:
-        evals=EXP.eval_files(),
+        evals=EXP.eval_files(attacked=False),
         selections=EXP.selection_files(),
     output:
         **rule_outputs("aggregate"),

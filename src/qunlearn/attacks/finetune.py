@@ -24,6 +24,7 @@ from .base import check_split
 
 @dataclass
 class FinetuneSettings:
+    GRID = ("steps",)  # the settings that span the grid (id segments, not job params)
     steps: list[int] = field(default_factory=lambda: [100, 125, 150])  # the grid (MUSE NEWS)
     lr: float = 1.0e-5
     batch_size: int = 4

@@ -14,6 +14,7 @@ from ..plugins import ATTACKS, AttackSpec
 
 @dataclass
 class InterpolateSettings:
+    GRID = ("lambdas",)  # the settings that span the grid (id segments, not job params)
     lambdas: list[float] = field(default_factory=lambda: [0.25, 0.5, 0.75])
 
     def points(self) -> list[dict[str, str]]:

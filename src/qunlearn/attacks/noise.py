@@ -17,6 +17,7 @@ from ..plugins import ATTACKS, AttackSpec
 
 @dataclass
 class NoiseSettings:
+    GRID = ("c",)  # the settings that span the grid (id segments, not job params)
     c: list[float] = field(default_factory=lambda: [0.25, 0.5])  # sigma in units of the RTN step
     bits: int = 4
     group_size: int | None = 128  # null: per output channel

@@ -26,6 +26,7 @@ SEMI_STRUCTURED_ID = "2of4"  # its text in a model id (no ':' in paths)
 
 @dataclass
 class PruneSettings:
+    GRID = ("criteria", "sparsities")  # the settings that span the grid (id segments, not job params)
     criteria: list[str] = field(default_factory=lambda: ["magnitude"])
     sparsities: list[float | str] = field(default_factory=lambda: [0.5])  # numbers in (0, 1) or "2:4"
     calibration_split: str = "retain2"  # wanda only

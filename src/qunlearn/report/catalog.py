@@ -113,6 +113,19 @@ ITEMS = (
     ),
     Item("figure", "retention_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "codes_changed_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "analyses")),
+    # rule aggregate_attacks: the recovery attacks (no rows when no attack is configured)
+    Item("table", "recovery", "aggregate_attacks", TABLE_FORMATS, ("evals",), "tab:recovery", "%.6g", "{:.2f}"),
+    Item(
+        "table",
+        "robust_retention",
+        "aggregate_attacks",
+        TABLE_FORMATS,
+        ("evals",),
+        "tab:robust_retention",
+        "%.6g",
+        "{:.2f}",
+    ),
+    Item("figure", "recovery_curves", "aggregate_attacks", FIGURE_FORMATS, ("recovery.csv",)),
 )
 RULES = tuple(dict.fromkeys(i.rule for i in ITEMS))
 # paper/'s generated sources (rules paper_numbers, paper_includes)
