@@ -9,6 +9,7 @@ rule paper_numbers:
     input:
         summary=catalog.get("table", "summary").path("json"),
         retention=catalog.get("table", "retention").path("csv"),
+        robust=catalog.get("table", "robust_retention").path("csv"),
     output:
         **{k: catalog.PAPER_SOURCES[k] for k in ("macros", "metrics", "plot")},
     log:

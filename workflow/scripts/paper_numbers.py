@@ -14,4 +14,5 @@ with job_logging(snakemake.log[0]):
         snakemake.output.macros,
         snakemake.output.metrics,
         snakemake.output.plot,
+        snakemake.input.robust,
     )

@@ -105,6 +105,18 @@ def numbers(summary: dict, retention_rows: list[dict]) -> dict[str, str]:
     return dict(sorted(out.items()))
 
 
+def robust_numbers(rows: list[dict]) -> dict[str, str]:
+    """``robust/<dataset>/<method>/<column>``: every number of robust_retention.csv (retention at
+    full precision, at each 4-bit scheme, after each attack, and the worst case)."""
+    out = {}
+    for r in rows:
+        for col, value in r.items():
+            if col in ("dataset", "method", "worst_at") or value in ("", "nan", None):
+                continue
+            out[f"robust/{r['dataset']}/{r['method']}/{col}"] = fmt(float(value))
+    return out
+
+
 def macros_tex(values: dict[str, str]) -> str:
     for key in values:
         if any(c in key for c in "{}\\%#~"):
@@ -147,10 +159,20 @@ def retention_plot_csv(summary: dict, scheme_bits: dict[str, int | None]) -> str
 
 
 def write_numbers(
-    summary_json: str, retention_csv: str, scheme_bits: dict, macros: str, metrics: str, plot: str
+    summary_json: str,
+    retention_csv: str,
+    scheme_bits: dict,
+    macros: str,
+    metrics: str,
+    plot: str,
+    robust_csv: str | None = None,
 ) -> None:
     summary = runtime.read_json(summary_json, "the report's summary JSON")
     values = numbers(summary, read_retention(retention_csv))
+    if robust_csv is not None:
+        with open(robust_csv, newline="", encoding="utf-8") as fh:
+            robust = list(csv.DictReader(fh))
+        values = dict(sorted({**values, **robust_numbers(robust)}.items()))
     runtime.write_text_atomic(macros, macros_tex(values))
     runtime.write_json_atomic(metrics, headline_metrics(summary))
     runtime.write_text_atomic(plot, retention_plot_csv(summary, scheme_bits))
