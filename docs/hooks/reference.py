@@ -144,6 +144,7 @@ def render() -> str:
         render_registry("Unlearning methods", plugins.METHODS, "unlearn.methods.<name>"),
         render_registry("Quantizers", plugins.QUANTIZERS, "quantize.schemes.<scheme>: {quantizer: <name>, ...}"),
         render_registry("Metrics", plugins.METRICS, "(reported in every eval JSON and metrics.csv)"),
+        render_registry("Recovery attacks", plugins.ATTACKS, "attacks.runs.<name>"),
         "## Stage configuration (`qunlearn.config`)", "",
         "Every dataclass of `src/qunlearn/config.py`, in definition order, with its field defaults. "
         "A stage receives its slice of the config as one of these; an unknown key or a value of the "

@@ -186,7 +186,8 @@ def recovery_figure(recovery: pd.DataFrame, out: dict[str, str], dpi: int) -> No
             ax.set_xlabel(d.strength.iloc[0], fontsize=8)
         ax.set_ylabel("forget retention", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
+        if ax.lines:
+            ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.tight_layout()
