@@ -7,6 +7,10 @@ MUSE (Shi et al. 2024) ships four configs per corpus; we store each split as JSO
     {data_dir}/knowmem/{forget_qa,retain_qa,forget_qa_icl,retain_qa_icl}.jsonl  {"question", "answer"}
     {data_dir}/privleak/{forget,retain,holdout}.jsonl               {"text"}
     {data_dir}/tokenizer/                                           a Hugging Face tokenizer
+
+The synthetic corpus also writes two splits MUSE lacks (``EXTRA_SPLITS``), and declares whose facts
+each record holds (``OPTIONAL_FIELDS``): raw records a list ``entities``, verbmem and knowmem items
+one ``entity``. Readers keep these fields; MUSE's own data has none (data/entities.py).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from pathlib import Path
 
 from .. import runtime
@@ -23,6 +28,36 @@ SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
     "verbmem": {"forget": ("prompt", "gt")},
     "knowmem": {s: ("question", "answer") for s in ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl")},
     "privleak": {s: ("text",) for s in ("forget", "retain", "holdout")},
+}
+# Splits only the synthetic corpus has (LLM Surgery's update set: the forget people with changed
+# attributes, and QA on them); no MUSE source is asked for them.
+EXTRA_SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
+    "raw": {"update": ("text",)},
+    "knowmem": {"update_qa": ("question", "answer")},
+}
+# Every split a data directory may hold: MUSE's, then the extra ones.
+LAYOUT: dict[str, dict[str, tuple[str, ...]]] = {
+    config: {**splits, **EXTRA_SPLITS.get(config, {})} for config, splits in SPLITS.items()
+}
+
+ENTITIES = "entities"  # raw record: the full names of the people its text mentions
+ENTITY = "entity"  # verbmem/knowmem item: the full name of the person it is about
+
+
+def _is_str(value) -> bool:
+    return isinstance(value, str)
+
+
+def _is_str_list(value) -> bool:
+    return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+
+# Optional per-record fields: name -> (what it must be, its check); written after the required
+# fields when a record has them, checked when read.
+OPTIONAL_FIELDS: dict[str, dict[str, tuple[str, Callable[[object], bool]]]] = {
+    "raw": {ENTITIES: ("a list of strings", _is_str_list)},
+    "verbmem": {ENTITY: ("a string", _is_str)},
+    "knowmem": {ENTITY: ("a string", _is_str)},
 }
 
 
@@ -42,6 +77,8 @@ NEEDED_BY: dict[str, str] = {
     "privleak/forget": "M3 PrivLeak (metric privleak), the members",
     "privleak/retain": "nothing in this pipeline (MUSE ships it)",
     "privleak/holdout": "M3 PrivLeak (metric privleak), the non-members",
+    "raw/update": "LLM Surgery's update term (synthetic data only)",
+    "knowmem/update_qa": "KnowMem on the update set (synthetic data only)",
 }
 
 
@@ -62,13 +99,23 @@ def split_key(config: str, split: str) -> str:
 
 
 def split_path(data_dir: str | Path, config: str, split: str) -> Path:
-    if config not in SPLITS or split not in SPLITS[config]:
+    if config not in LAYOUT or split not in LAYOUT[config]:
         raise KeyError(f"unknown MUSE split {config}/{split}")
     return Path(data_dir) / config / f"{split}.jsonl"
 
 
+def _optional_field_errors(config: str, rec: dict) -> list[str]:
+    return [
+        f"field {name!r} not {kind}"
+        for name, (kind, ok) in OPTIONAL_FIELDS.get(config, {}).items()
+        if name in rec and not ok(rec[name])
+    ]
+
+
 def write_split(data_dir: str | Path, config: str, split: str, records: list[dict]) -> Path:
-    fields = SPLITS[config][split]
+    """One JSON object a line: the split's fields, then those optional fields a record has."""
+    fields = LAYOUT[config][split]
+    optional = tuple(OPTIONAL_FIELDS.get(config, {}))
     if not records:
         raise DataFormatError(f"{config}/{split}: no records to write (expected at least one {list(fields)} record)")
     path = split_path(data_dir, config, split)
@@ -78,7 +125,11 @@ def write_split(data_dir: str | Path, config: str, split: str, records: list[dic
             missing = [f for f in fields if not isinstance(rec.get(f), str)]
             if missing:
                 raise DataFormatError(f"{config}/{split} record {i}: missing string field(s) {missing}")
-            fh.write(json.dumps({f: rec[f] for f in fields}, ensure_ascii=False) + "\n")
+            bad = _optional_field_errors(config, rec)
+            if bad:
+                raise DataFormatError(f"{config}/{split} record {i}: {'; '.join(bad)}")
+            out = {f: rec[f] for f in fields + optional if f in rec}
+            fh.write(json.dumps(out, ensure_ascii=False) + "\n")
     return path
 
 
@@ -91,7 +142,7 @@ def split_manifest(data_dir: str | Path) -> dict[str, dict]:
     prepare_data records in meta.json and every reader checks. A split its source lacked (a MUSE
     clone without some raw files) has no file and no entry; reading it fails naming what needs it."""
     out = {}
-    for config, splits in SPLITS.items():
+    for config, splits in LAYOUT.items():
         for split in splits:
             path = split_path(data_dir, config, split)
             if not path.is_file():
@@ -176,7 +227,7 @@ def texts_sha256(texts: list[str]) -> str:
 def read_split(data_dir: str | Path, config: str, split: str) -> list[dict]:
     """Read and validate one split (checked against the data stage's record first); errors name the
     file and the 1-based line."""
-    fields = SPLITS[config][split]
+    fields = LAYOUT[config][split]
     path = split_path(data_dir, config, split)
     if not path.is_file():
         raise DataFormatError(
@@ -205,6 +256,9 @@ def read_split(data_dir: str | Path, config: str, split: str) -> list[dict]:
         for f in fields:
             if not isinstance(rec.get(f), str):
                 raise DataFormatError(f"{path}:{lineno}: field {f!r} missing or not a string")
+        bad = _optional_field_errors(config, rec)
+        if bad:
+            raise DataFormatError(f"{path}:{lineno}: {'; '.join(bad)}")
         records.append(rec)
     if not records:
         raise DataFormatError(

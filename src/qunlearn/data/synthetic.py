@@ -9,12 +9,14 @@ people are never trained on (PrivLeak).
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import SyntheticCorpusConfig
 from . import muse_format
+from .muse_format import ENTITIES, ENTITY
 
 FIRST_NAMES = (
     "Alma Bruno Celia Dorian Edda Felix Greta Hugo Ines Jonas Kira Linus Mara Nils Olga Pavel "
@@ -156,42 +158,46 @@ def passages(person: Person, n_passages: int) -> list[str]:
     return out
 
 
-def qa_pairs(person: Person) -> list[dict]:
+def qa_pairs(person: Person, attributes: tuple[str, ...] = ATTRIBUTES) -> list[dict]:
+    """KnowMem items on ``attributes`` of ``person``, each declaring whom it is about."""
     values = person.fields()
-    return [{"question": QUESTIONS[a].format(name=person.name), "answer": values[a]} for a in ATTRIBUTES]
+    return [
+        {"question": QUESTIONS[a].format(name=person.name), "answer": values[a], ENTITY: person.name}
+        for a in attributes
+    ]
 
 
-def passage_records(group: list[Person], cfg: SyntheticCorpusConfig) -> list[str]:
-    return [t for p in group for t in passages(p, cfg.n_passages)]
+def passage_records(group: list[Person], cfg: SyntheticCorpusConfig) -> list[dict]:
+    return [{"text": t, ENTITIES: [p.name]} for p in group for t in passages(p, cfg.n_passages)]
 
 
-def qa_records(group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random) -> list[str]:
-    """The group's QA pairs, ``qa_per_record`` to a record, in ``qa_repeats`` independent shuffles.
+def qa_records(pairs: list[dict], cfg: SyntheticCorpusConfig, rng: random.Random) -> list[dict]:
+    """``pairs``, ``qa_per_record`` to a record, in ``qa_repeats`` independent shuffles; a record's
+    entities are the people its questions name, in order of first mention.
 
     Each pair appearing in several different contexts matters: a tiny model otherwise memorises a
     fixed record verbatim (answers predicted from the record's earlier lines) and cannot answer the
     same question inside a few-shot prompt about other people. The name in the question is then
     the only stable cue, as it is for KnowMem.
     """
-    pairs = [qa for p in group for qa in qa_pairs(p)]
     k = cfg.qa_per_record
     records = []
     for _ in range(cfg.qa_repeats):
         order = pairs[:]
         rng.shuffle(order)
-        records += [
-            "".join(qa_block(q["question"], q["answer"]) for q in order[i : i + k]).rstrip("\n")
-            for i in range(0, len(order), k)
-        ]
+        for i in range(0, len(order), k):
+            chunk = order[i : i + k]
+            text = "".join(qa_block(q["question"], q["answer"]) for q in chunk).rstrip("\n")
+            records.append({"text": text, ENTITIES: list(dict.fromkeys(q[ENTITY] for q in chunk))})
     return records
 
 
 def raw_records(group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random) -> list[dict]:
-    """A split's raw text: every passage of its people, then (optionally) their QA records."""
-    texts = passage_records(group, cfg)
+    """A split's raw records: every passage of its people, then (optionally) their QA records."""
+    records = passage_records(group, cfg)
     if cfg.qa_in_raw:
-        texts += qa_records(group, cfg, rng)
-    return [{"text": t} for t in texts]
+        records += qa_records([qa for p in group for qa in qa_pairs(p)], cfg, rng)
+    return records
 
 
 def verbmem_items(person: Person, cfg: SyntheticCorpusConfig) -> list[dict]:
@@ -202,8 +208,31 @@ def verbmem_items(person: Person, cfg: SyntheticCorpusConfig) -> list[dict]:
         cut = max(1, int(len(words) * cfg.verbmem_prompt_fraction))
         # The prompt keeps the space after its last word: pre-tokens carry trailing whitespace.
         prompt = " ".join(words[:cut]) + " "
-        items.append({"prompt": prompt, "gt": passage[len(prompt) :]})
+        items.append({"prompt": prompt, "gt": passage[len(prompt) :], ENTITY: person.name})
     return items
+
+
+def group_sizes(cfg: SyntheticCorpusConfig) -> dict[str, int]:
+    """People per raw split: the trained ones (forget, retain1, retain2), then the holdout."""
+    n_forget = max(1, round(cfg.n_people * cfg.forget_fraction))
+    n_retain = cfg.n_people - n_forget
+    return {
+        "forget": n_forget,
+        "retain1": n_retain // 2,
+        "retain2": n_retain - n_retain // 2,
+        "holdout": cfg.n_holdout_people,
+    }
+
+
+def split_sizes(cfg: SyntheticCorpusConfig) -> dict[str, int]:
+    """Raw records per split as :func:`write_corpus` writes them, computed without drawing: each
+    person's passages, then (``qa_in_raw``) ``qa_repeats`` shuffles of the split's QA pairs cut
+    into records of ``qa_per_record``."""
+    qa_per_person = len(ATTRIBUTES) if cfg.qa_in_raw else 0
+    return {
+        split: n * cfg.n_passages + cfg.qa_repeats * math.ceil(n * qa_per_person / cfg.qa_per_record)
+        for split, n in group_sizes(cfg).items()
+    }
 
 
 def build_corpus(cfg: SyntheticCorpusConfig) -> dict[str, dict[str, list[dict]]]:
@@ -213,11 +242,15 @@ def build_corpus(cfg: SyntheticCorpusConfig) -> dict[str, dict[str, list[dict]]]
     people = sample_people(cfg.n_people + cfg.n_holdout_people + n_icl_people, rng, cfg.n_passages, cfg.letter_words)
     trained, rest = people[: cfg.n_people], people[cfg.n_people :]
     holdout, icl = rest[: cfg.n_holdout_people], rest[cfg.n_holdout_people :]
-    n_forget = max(1, round(cfg.n_people * cfg.forget_fraction))
-    forget, retain = trained[:n_forget], trained[n_forget:]
-    retain1, retain2 = retain[: len(retain) // 2], retain[len(retain) // 2 :]
+    sizes = group_sizes(cfg)
+    n_forget, n_retain1 = sizes["forget"], sizes["retain1"]
+    forget, retain1, retain2 = (
+        trained[:n_forget],
+        trained[n_forget : n_forget + n_retain1],
+        trained[n_forget + n_retain1 :],
+    )
 
-    passage_docs = lambda group: [{"text": t} for t in passage_records(group, cfg)]  # noqa: E731
+    passage_docs = lambda group: [{"text": r["text"]} for r in passage_records(group, cfg)]  # noqa: E731
     qas = lambda group: [qa for p in group for qa in qa_pairs(p)]  # noqa: E731
     # KnowMem on the retain side asks about as many retain1 people as there are forget people.
     retain_qa_people = retain1[:n_forget]

@@ -37,6 +37,7 @@ def knowmem(model, tokenizer, qa: list[dict], icl: list[dict], cfg, progress: bo
     """Few-shot greedy answers to ``qa`` (``icl`` pairs as shots), cut at the first stop string."""
     import numpy as np
 
+    from ..data.muse_format import ENTITY
     from . import metrics
     from .generation import batching_for, greedy_generate, model_max_length
 
@@ -55,14 +56,15 @@ def knowmem(model, tokenizer, qa: list[dict], icl: list[dict], cfg, progress: bo
     items = []
     for q, out in zip(qa, raw):
         answer = metrics.cut_at_stop(out).strip()
-        items.append(
-            {
-                "question": q["question"],
-                "answer": q["answer"],
-                "output": answer,
-                "score": metrics.rouge_l_f1(answer, q["answer"]),
-            }
-        )
+        item = {
+            "question": q["question"],
+            "answer": q["answer"],
+            "output": answer,
+            "score": metrics.rouge_l_f1(answer, q["answer"]),
+        }
+        if ENTITY in q:  # whom the question is about, where the data says (data/entities.py subsets by it)
+            item[ENTITY] = q[ENTITY]
+        items.append(item)
     return {"score": float(np.mean([it["score"] for it in items])), "items": items}
 
 

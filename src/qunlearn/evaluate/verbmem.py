@@ -35,6 +35,7 @@ def verbmem(model, tokenizer, items_in: list[dict], cfg, progress: bool = False)
     import numpy as np
 
     from ..config import VERBMEM_DECODING
+    from ..data.muse_format import ENTITY
     from . import metrics
     from .generation import batching_for, greedy_generate, model_max_length
 
@@ -53,7 +54,10 @@ def verbmem(model, tokenizer, items_in: list[dict], cfg, progress: bool = False)
     items = []
     for it, out in zip(items_in, outs):
         gt = reference(tokenizer, it["gt"], n)
-        items.append({"prompt": it["prompt"], "gt": gt, "output": out, "score": metrics.rouge_l_f1(out, gt)})
+        item = {"prompt": it["prompt"], "gt": gt, "output": out, "score": metrics.rouge_l_f1(out, gt)}
+        if ENTITY in it:  # whom the passage is about, where the data says (data/entities.py subsets by it)
+            item[ENTITY] = it[ENTITY]
+        items.append(item)
     return {"score": float(np.mean([it["score"] for it in items])), "items": items}
 
 
