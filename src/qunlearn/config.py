@@ -366,8 +366,10 @@ class UnlearnConfig:
             raise ConfigError(f"{where}.lr: must be > 0, got {self.lr}")
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"{where}: epochs and batch_size must be >= 1")
-        if self.data_format not in ("documents", "packed"):
-            raise ConfigError(f"{where}.data_format: {self.data_format!r} unknown; use documents or packed")
+        if self.data_format not in DATA_FORMATS:
+            raise ConfigError(
+                f"{where}.data_format: {self.data_format!r} unknown; use one of {', '.join(DATA_FORMATS)}"
+            )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError(f"{where}.optimizer: {self.optimizer!r} unknown; use one of {', '.join(OPTIMIZERS)}")
         if not (self.reference_device in ("same", "cpu") or self.reference_device.startswith("cuda:")):
@@ -393,6 +395,7 @@ def _check_batching(cfg, where: str) -> None:
 
 LOSS_VARIANTS = ("faithful", "paper_code")
 OPTIMIZERS = ("adamw", "adamw_8bit", "adafactor")
+DATA_FORMATS = ("documents", "packed")  # batching.DATA_FORMATS' keys (torch-free here)
 AUTOCAST = (None, "bfloat16")
 
 

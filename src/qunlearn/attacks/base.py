@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import ConfigError
+from ..data import muse_format
 
 if TYPE_CHECKING:
     from ..plugins import AttackSpec
@@ -55,3 +57,24 @@ class Attack:
     def apply(self, model, ctx: AttackContext) -> dict:
         """Transform ``model`` in place; return statistics for meta.json (JSON-serialisable)."""
         raise NotImplementedError
+
+
+def read_raw_texts(
+    ctx: AttackContext, split: str, purpose: str, choose: Callable[[int], list[int]] | None = None
+) -> list[str]:
+    """The texts of ``raw/<split>`` (checked against the data stage's manifest), or those at the
+    indices ``choose(number of records)`` returns, in that order; records the read in
+    ``ctx.reads["raw/<split>"]``: what it was for, the split file's record count and sha256 (the
+    manifest's), the records used ("all" or their indices) and one sha256 of the texts used."""
+    texts = muse_format.read_texts(ctx.data_dir, "raw", split)
+    indices = None if choose is None else choose(len(texts))
+    used = texts if indices is None else [texts[i] for i in indices]
+    ctx.reads[muse_format.split_key("raw", split)] = {
+        "purpose": purpose,
+        "split": split,
+        **{f"file_{k}": v for k, v in muse_format.split_record(ctx.data_dir, "raw", split).items()},
+        "records_used": "all" if indices is None else list(indices),
+        "n_used": len(used),
+        "texts_sha256": muse_format.texts_sha256(used),
+    }
+    return used

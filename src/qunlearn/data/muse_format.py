@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -196,6 +197,31 @@ def check_split(data_dir: str | Path, config: str, split: str, raw: bytes | None
             "written: restore it or rerun the data stage (snakemake --forcerun prepare_data)"
         )
     _verified[stat_key] = found["sha256"]
+
+
+def split_record(data_dir: str | Path, config: str, split: str) -> dict:
+    """{"records": n, "sha256": hex} of one split: what the data stage recorded for it (every read
+    checks the file against that), or the file's own count and hash in a directory without
+    meta.json (made by hand or by a test)."""
+    _, manifest = _manifest(Path(data_dir))
+    key = split_key(config, split)
+    if manifest is not None and key in manifest:
+        return {"records": manifest[key]["records"], "sha256": manifest[key]["sha256"]}
+    raw = split_path(data_dir, config, split).read_bytes()
+    return {"records": _count(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+
+
+def seeded_subset(n: int, k: int, seed: int) -> list[int]:
+    """Indices of ``k`` of ``n`` records (all when k >= n): the first k of a seeded shuffle of
+    0..n-1, in shuffled order (calibration sets, relearning subsets)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order[:k]
+
+
+def texts_sha256(texts: list[str]) -> str:
+    """One hash of an ordered list of texts (its JSON form: no two lists share it)."""
+    return hashlib.sha256(json.dumps(texts, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def read_split(data_dir: str | Path, config: str, split: str) -> list[dict]:

@@ -25,10 +25,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import random
 from dataclasses import dataclass
 
 from ..config import ConfigError
+from ..data import muse_format
 from ..plugins import QUANTIZERS, QuantizerSpec
 from . import check_bits, check_group_size, no_grad, target_linears
 
@@ -127,9 +127,7 @@ QUANTIZERS.register(
 
 def calibration_texts(texts: list[str], n: int, seed: int) -> list[str]:
     """``n`` texts chosen by a seeded shuffle of the split (all of them if the split is smaller)."""
-    order = list(range(len(texts)))
-    random.Random(seed).shuffle(order)
-    return [texts[i] for i in order[:n]]
+    return [texts[i] for i in muse_format.seeded_subset(len(texts), n, seed)]
 
 
 @contextlib.contextmanager

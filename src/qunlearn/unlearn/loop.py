@@ -27,7 +27,7 @@ from ..memory import enable_gradient_checkpointing, frozen_reference, make_optim
 log = logging.getLogger(__name__)
 
 
-class _Cycle:
+class Cycle:
     """Endless shuffled batches over the retain examples (reshuffled each pass, seeded)."""
 
     def __init__(self, n: int, batch_size: int, generator: torch.Generator):
@@ -107,7 +107,7 @@ def unlearn(
     forget = encode(tokenizer, forget_texts, max_length, cfg.data_format)
     retain = encode(tokenizer, retain_texts, max_length, cfg.data_format) if spec.needs_retain else []
     gen = torch.Generator().manual_seed(seed)
-    retain_cycle = _Cycle(len(retain), cfg.batch_size, gen) if retain else None
+    retain_cycle = Cycle(len(retain), cfg.batch_size, gen) if retain else None
     opt = make_optimizer(params.values(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     history = {"epochs": [], "steps": 0, "n_forget_chunks": len(forget), "n_retain_chunks": len(retain)}
     if cfg.micro_batch_size is not None or world > 1:
