@@ -198,11 +198,14 @@ def qa_records(pairs: list[dict], cfg: SyntheticCorpusConfig, rng: random.Random
     return records
 
 
-def raw_records(group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random) -> list[dict]:
-    """A split's raw records: every passage of its people, then (optionally) their QA records."""
+def raw_records(
+    group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random, attributes: tuple[str, ...] = ATTRIBUTES
+) -> list[dict]:
+    """A split's raw records: every passage of its people, then (optionally) QA records on their
+    ``attributes``."""
     records = passage_records(group, cfg)
     if cfg.qa_in_raw:
-        records += qa_records([qa for p in group for qa in qa_pairs(p)], cfg, rng)
+        records += qa_records([qa for p in group for qa in qa_pairs(p, attributes)], cfg, rng)
     return records
 
 
@@ -213,15 +216,6 @@ def updated(person: Person, rng: random.Random) -> Person:
         a: rng.choice([v for v in values if v != getattr(person, a)]) for a, values in UPDATED_ATTRIBUTES.items()
     }
     return dataclasses.replace(person, letters=(), **changes)
-
-
-def update_records(group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random) -> list[dict]:
-    """The update split's raw records: the updated people's passages, then (optionally) QA records
-    on their changed attributes."""
-    records = passage_records(group, cfg)
-    if cfg.qa_in_raw:
-        records += qa_records([qa for p in group for qa in qa_pairs(p, tuple(UPDATED_ATTRIBUTES))], cfg, rng)
-    return records
 
 
 def verbmem_items(person: Person, cfg: SyntheticCorpusConfig) -> list[dict]:
@@ -294,7 +288,7 @@ def build_corpus(cfg: SyntheticCorpusConfig) -> dict[str, dict[str, list[dict]]]
             "retain1": raw_records(retain1, cfg, rng),
             "retain2": raw_records(retain2, cfg, rng),
             "holdout": raw_records(holdout, cfg, rng),
-            "update": update_records(update, cfg, update_rng),
+            "update": raw_records(update, cfg, update_rng, tuple(UPDATED_ATTRIBUTES)),
         },
         "verbmem": {"forget": [it for p in forget for it in verbmem_items(p, cfg)]},
         "knowmem": {
