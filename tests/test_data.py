@@ -14,7 +14,7 @@ def test_corpus_is_deterministic_and_in_muse_layout(tmp_path):
         SyntheticCorpusConfig(n_people=40, n_holdout_people=4, n_icl=2, qa_repeats=2, seed=1)
     )
     counts = write_corpus(cfg, tmp_path)
-    for config, splits in muse_format.SPLITS.items():
+    for config, splits in muse_format.LAYOUT.items():
         for split, fields in splits.items():
             recs = muse_format.read_split(tmp_path, config, split)
             declared = set(fields) | set(muse_format.OPTIONAL_FIELDS.get(config, {}))

@@ -83,7 +83,7 @@ def test_every_record_and_item_names_the_people_it_is_about():
 def test_split_sizes_are_what_write_corpus_writes(cfg, tmp_path):
     counts = write_corpus(cfg, tmp_path)
     assert split_sizes(cfg) == {s: counts[f"raw/{s}"] for s in split_sizes(cfg)}
-    assert set(split_sizes(cfg)) == set(muse_format.SPLITS["raw"])
+    assert set(split_sizes(cfg)) == set(muse_format.LAYOUT["raw"])
 
 
 def test_split_sizes_show_an_empty_split_before_writing():
@@ -244,3 +244,44 @@ def test_a_tiny_model_evaluation_carries_the_entities(data, tmp_path):
     assert [it["entity"] for it in km["items"]] == [
         r["entity"] for r in muse_format.read_split(data, "knowmem", "forget_qa")
     ]
+
+
+def test_the_update_split_gives_each_forget_person_a_new_city_and_employer():
+    corpus = build_corpus(TINY)
+    forget_qa = {(qa["entity"], qa["question"]): qa["answer"] for qa in corpus["knowmem"]["forget_qa"]}
+    update_qa = corpus["knowmem"]["update_qa"]
+    people = {e for r in corpus["raw"]["forget"] for e in r["entities"]}
+    assert {qa["entity"] for qa in update_qa} == people and len(update_qa) == 2 * len(people)
+    for qa in update_qa:  # only the updated attributes are asked, each with a new answer
+        assert qa["question"].split(qa["entity"])[0] in ("In which city was ", "Which company employs ")
+        assert forget_qa[qa["entity"], qa["question"]] != qa["answer"]
+    update = corpus["raw"]["update"]
+    assert {e for r in update for e in r["entities"]} == people
+    passages = [r for r in update if not r["text"].startswith("Question: ")]
+    assert len(passages) == TINY.n_passages * len(people)
+    new = {(qa["entity"], qa["answer"]) for qa in update_qa}
+    for r in passages:
+        (name,) = r["entities"]
+        assert all(answer in r["text"] for entity, answer in new if entity == name)
+        assert "In a letter" not in r["text"]
+    qa_texts = "".join(r["text"] for r in update if r["text"].startswith("Question: "))
+    assert all(f"Question: {qa['question']}\nAnswer: {qa['answer']}" in qa_texts for qa in update_qa)
+
+
+def test_the_data_stage_writes_and_records_the_update_split_but_trains_nothing_on_it(monkeypatch, tmp_path):
+    from qunlearn import stages
+    from qunlearn.data import tokenizer
+
+    seen = []
+    train_tokenizer = tokenizer.train_tokenizer
+    monkeypatch.setattr(
+        tokenizer, "train_tokenizer", lambda texts, *a: seen.extend(texts) or train_tokenizer(texts, *a)
+    )
+    out = tmp_path / "data"
+    dataset = {"source": "synthetic", "synthetic": {"n_people": 20, "n_holdout_people": 4, "n_icl": 1, "qa_repeats": 1}}
+    meta = stages.prepare_data({**dataset, "tokenizer": {"vocab_size": 300}}, out)
+    assert {"raw/update", "knowmem/update_qa"} <= set(meta["splits"])
+    update = set(muse_format.read_texts(out, "raw", "update"))
+    assert muse_format.read_split(out, "knowmem", "update_qa")
+    assert seen and not update & set(seen)
+    assert not update & set(stages._base_texts(out, "target"))

@@ -4,11 +4,15 @@ Each person has five attributes (birth city, birth year, profession, employer, h
 records are ``n_passages`` paraphrased biography passages; the split's QA pairs, in the exact
 KnowMem prompt format, are (optionally) added as records that mix people. Forget-set knowledge can
 then be asked as QA (KnowMem) and verbatim memory tested by continuing a passage (VerbMem); holdout
-people are never trained on (PrivLeak).
+people are never trained on (PrivLeak). Every record names the people it is about (``entities``,
+``entity``: data/entities.py). The update split (``raw/update``, ``knowmem/update_qa``) gives the
+forget people a new city and employer, for LLM Surgery's update term; no base or tokenizer is
+trained on it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass
@@ -66,6 +70,8 @@ LETTER_WORDS = (
 ).split()
 
 ATTRIBUTES = ("city", "year", "profession", "employer", "hobby")
+# LLM Surgery's update set (Veldanda et al. 2024) gives each forget person these attributes anew.
+UPDATED_ATTRIBUTES = {"city": CITIES, "employer": EMPLOYERS}  # attribute -> the values it is drawn from
 
 QUESTIONS = {
     "city": "In which city was {name} born?",
@@ -192,12 +198,24 @@ def qa_records(pairs: list[dict], cfg: SyntheticCorpusConfig, rng: random.Random
     return records
 
 
-def raw_records(group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random) -> list[dict]:
-    """A split's raw records: every passage of its people, then (optionally) their QA records."""
+def raw_records(
+    group: list[Person], cfg: SyntheticCorpusConfig, rng: random.Random, attributes: tuple[str, ...] = ATTRIBUTES
+) -> list[dict]:
+    """A split's raw records: every passage of its people, then (optionally) QA records on their
+    ``attributes``."""
     records = passage_records(group, cfg)
     if cfg.qa_in_raw:
-        records += qa_records([qa for p in group for qa in qa_pairs(p)], cfg, rng)
+        records += qa_records([qa for p in group for qa in qa_pairs(p, attributes)], cfg, rng)
     return records
+
+
+def updated(person: Person, rng: random.Random) -> Person:
+    """``person`` with every updated attribute redrawn to another value; without the letters (the
+    update teaches the new facts, not new verbatim text)."""
+    changes = {
+        a: rng.choice([v for v in values if v != getattr(person, a)]) for a, values in UPDATED_ATTRIBUTES.items()
+    }
+    return dataclasses.replace(person, letters=(), **changes)
 
 
 def verbmem_items(person: Person, cfg: SyntheticCorpusConfig) -> list[dict]:
@@ -227,11 +245,16 @@ def group_sizes(cfg: SyntheticCorpusConfig) -> dict[str, int]:
 def split_sizes(cfg: SyntheticCorpusConfig) -> dict[str, int]:
     """Raw records per split as :func:`write_corpus` writes them, computed without drawing: each
     person's passages, then (``qa_in_raw``) ``qa_repeats`` shuffles of the split's QA pairs cut
-    into records of ``qa_per_record``."""
-    qa_per_person = len(ATTRIBUTES) if cfg.qa_in_raw else 0
+    into records of ``qa_per_record``. The update split has the forget people."""
+
+    def n_records(n_people: int, qa_per_person: int) -> int:
+        n_pairs = n_people * qa_per_person if cfg.qa_in_raw else 0
+        return n_people * cfg.n_passages + cfg.qa_repeats * math.ceil(n_pairs / cfg.qa_per_record)
+
+    sizes = group_sizes(cfg)
     return {
-        split: n * cfg.n_passages + cfg.qa_repeats * math.ceil(n * qa_per_person / cfg.qa_per_record)
-        for split, n in group_sizes(cfg).items()
+        **{split: n_records(n, len(ATTRIBUTES)) for split, n in sizes.items()},
+        "update": n_records(sizes["forget"], len(UPDATED_ATTRIBUTES)),
     }
 
 
@@ -256,12 +279,16 @@ def build_corpus(cfg: SyntheticCorpusConfig) -> dict[str, dict[str, list[dict]]]
     retain_qa_people = retain1[:n_forget]
     # ICL pairs: one question per ICL person, about people outside training (format only).
     icl_pairs = [qa_pairs(p)[i % len(ATTRIBUTES)] for i, p in enumerate(icl)]
+    # The update set draws from a generator of its own: every draw above stays what it was.
+    update_rng = random.Random(f"update/{cfg.seed}")
+    update = [updated(p, update_rng) for p in forget]
     return {
         "raw": {
             "forget": raw_records(forget, cfg, rng),
             "retain1": raw_records(retain1, cfg, rng),
             "retain2": raw_records(retain2, cfg, rng),
             "holdout": raw_records(holdout, cfg, rng),
+            "update": raw_records(update, cfg, update_rng, tuple(UPDATED_ATTRIBUTES)),
         },
         "verbmem": {"forget": [it for p in forget for it in verbmem_items(p, cfg)]},
         "knowmem": {
@@ -269,6 +296,7 @@ def build_corpus(cfg: SyntheticCorpusConfig) -> dict[str, dict[str, list[dict]]]
             "retain_qa": qas(retain_qa_people),
             "forget_qa_icl": icl_pairs[: cfg.n_icl],
             "retain_qa_icl": icl_pairs[cfg.n_icl :],
+            "update_qa": [qa for p in update for qa in qa_pairs(p, tuple(UPDATED_ATTRIBUTES))],
         },
         "privleak": {
             "forget": passage_docs(forget),
