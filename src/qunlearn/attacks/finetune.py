@@ -1,7 +1,7 @@
 """Fine-tuning attacks: relearning on the forget set, held-out relearning (RTT), benign fine-tuning.
 
 - ``relearn``: fine-tune on a seeded fraction of the forget set's raw text for a grid of step
-  counts. Defaults: the MUSE relearning recipe of OPTML-Group/Unlearn-Smooth
+  counts. Defaults: the MUSE relearning recipe of OPTML-Group/Unlearn-Smooth (commit fc655ba)
   (``MUSE/baselines/run_muse_relearn.sh`` and ``relearn()`` in ``MUSE/baselines/baselines/finetune.py``:
   a transformers Trainer with ``optim=adamw_torch``, lr 1e-5, ``lr_scheduler_type=cosine``,
   per-device batch 4, ``max_steps`` NEWS {100, 125, 150}, BOOKS {50, 75, 100}, and the Trainer's
@@ -11,7 +11,7 @@
   the default here, ``documents``, is the unlearning default's form. It trains in bf16; here the
   model's own dtype.
 - ``heldout_relearn`` (retraining on T, Deeb & Roger 2024): the forget entities are split into
-  two disjoint seeded halves (``data.entities.heldout_halves``); the model is relearned on the
+  two disjoint halves by ``halves_seed`` (``data.entities.heldout_halves``); the model is relearned on the
   records of half A only and scored (KnowMem, VerbMem) on the items of half B only.
 - ``benign_finetune``: fine-tune on retain text only (no forget data; arXiv 2505.22310).
 
