@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import qunlearn.batching
 from qunlearn import runtime, stages
 from qunlearn.attacks.base import AttackContext
 from qunlearn.attacks.finetune import lr_factor
@@ -14,7 +15,7 @@ from qunlearn.attacks.noise import group_steps
 from qunlearn.attacks.prune import unstructured_mask
 from qunlearn.batching import collate, encode_documents
 from qunlearn.config import ModelConfig
-from qunlearn.data import muse_format
+from qunlearn.data import entities, muse_format
 from qunlearn.data.tokenizer import load_tokenizer
 from qunlearn.models import build_tiny_llama
 from qunlearn.registries import ATTACKS
@@ -339,3 +340,24 @@ def test_benign_finetune_reads_its_retain_split_only(data):
     assert ctx.reads["raw/retain1"]["file_sha256"] == manifest_sha(d, "retain1")
     assert stats["n_texts"] == len(muse_format.read_texts(d, "raw", "retain1"))
     assert not torch.equal(before["model.embed_tokens.weight"], model.model.embed_tokens.weight)
+
+
+def test_heldout_relearn_trains_on_half_a_only(data, monkeypatch):
+    d, tok = data
+    trained = []
+    encode = qunlearn.batching.encode
+    monkeypatch.setattr(
+        qunlearn.batching, "encode", lambda tok, texts, *a: trained.extend(texts) or encode(tok, texts, *a)
+    )
+    ctx = context(data)
+    stats = attack("heldout_relearn", {"steps": "2"}, halves_seed=1, **FAST).apply(micro(tok), ctx)
+    a, b = entities.heldout_halves(entities.forget_entities(d), 1)
+    assert (stats["A"], stats["B"]) == (a, b) and a and b and not set(a) & set(b)
+    records = muse_format.read_split(d, "raw", "forget")
+    people = {r["text"]: set(r[muse_format.ENTITIES]) for r in records}
+    assert any(len(p) > 1 and p & set(a) and p & set(b) for p in people.values())  # mixed records exist
+    assert trained and all(people[t] <= set(a) for t in trained)  # never a text naming a B person
+    assert sorted(trained) == sorted(r["text"] for r in records if set(r[muse_format.ENTITIES]) <= set(a))
+    read = ctx.reads["raw/forget"]
+    assert set(ctx.reads) == {"raw/forget"} and (read["A"], read["B"]) == (a, b)
+    assert read["n_used"] == stats["n_texts"] == len(trained) and read["file_sha256"] == manifest_sha(d, "forget")

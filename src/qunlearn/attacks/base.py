@@ -59,22 +59,32 @@ class Attack:
         raise NotImplementedError
 
 
-def read_raw_texts(
-    ctx: AttackContext, split: str, purpose: str, choose: Callable[[int], list[int]] | None = None
-) -> list[str]:
-    """The texts of ``raw/<split>`` (checked against the data stage's manifest), or those at the
-    indices ``choose(number of records)`` returns, in that order; records the read in
-    ``ctx.reads["raw/<split>"]``: what it was for, the split file's record count and sha256 (the
-    manifest's), the records used ("all" or their indices) and one sha256 of the texts used."""
-    texts = muse_format.read_texts(ctx.data_dir, "raw", split)
-    indices = None if choose is None else choose(len(texts))
-    used = texts if indices is None else [texts[i] for i in indices]
+def record_read(ctx: AttackContext, split: str, purpose: str, used: list[str], records_used, **extra) -> None:
+    """Record in ``ctx.reads["raw/<split>"]`` what an attack read: what for, the split file's record
+    count and sha256 (the data stage's manifest), which records it used (``records_used``: "all",
+    their indices, or a description), their number and one sha256 of their texts, and ``extra``."""
     ctx.reads[muse_format.split_key("raw", split)] = {
         "purpose": purpose,
         "split": split,
         **{f"file_{k}": v for k, v in muse_format.split_record(ctx.data_dir, "raw", split).items()},
-        "records_used": "all" if indices is None else list(indices),
+        "records_used": records_used,
         "n_used": len(used),
         "texts_sha256": muse_format.texts_sha256(used),
+        **extra,
     }
+
+
+def read_raw_texts(
+    ctx: AttackContext, split: str, purpose: str, choose: Callable[[int], list[int]] | None = None
+) -> list[str]:
+    """The texts of ``raw/<split>`` (checked against the data stage's manifest), or those at the
+    indices ``choose(number of records)`` returns, in that order; the read goes into ``ctx.reads``
+    (:func:`record_read`)."""
+    texts = muse_format.read_texts(ctx.data_dir, "raw", split)
+    if choose is None:
+        record_read(ctx, split, purpose, texts, "all")
+        return texts
+    indices = choose(len(texts))
+    used = [texts[i] for i in indices]
+    record_read(ctx, split, purpose, used, list(indices))
     return used

@@ -1,7 +1,7 @@
 """Fine-tuning attacks: relearning on the forget set, held-out relearning (RTT), benign fine-tuning.
 
 - ``relearn``: fine-tune on a seeded fraction of the forget set's raw text for a grid of step
-  counts. Defaults: the MUSE relearning recipe of OPTML-Group/Unlearn-Smooth
+  counts. Defaults: the MUSE relearning recipe of OPTML-Group/Unlearn-Smooth (commit fc655ba)
   (``MUSE/baselines/run_muse_relearn.sh`` and ``relearn()`` in ``MUSE/baselines/baselines/finetune.py``:
   a transformers Trainer with ``optim=adamw_torch``, lr 1e-5, ``lr_scheduler_type=cosine``,
   per-device batch 4, ``max_steps`` NEWS {100, 125, 150}, BOOKS {50, 75, 100}, and the Trainer's
@@ -11,7 +11,7 @@
   the default here, ``documents``, is the unlearning default's form. It trains in bf16; here the
   model's own dtype.
 - ``heldout_relearn`` (retraining on T, Deeb & Roger 2024): the forget entities are split into
-  two disjoint seeded halves (``data.entities.heldout_halves``); the model is relearned on the
+  two disjoint halves by ``halves_seed`` (``data.entities.heldout_halves``); the model is relearned on the
   records of half A only and scored (KnowMem, VerbMem) on the items of half B only.
 - ``benign_finetune``: fine-tune on retain text only (no forget data; arXiv 2505.22310).
 
@@ -27,7 +27,7 @@ from ..config import DATA_FORMATS, ConfigError
 from ..data import muse_format
 from ..paths import fmt_num
 from ..plugins import ATTACKS, AttackSpec
-from .base import Attack, check_split, read_raw_texts
+from .base import Attack, check_split, read_raw_texts, record_read
 
 
 @dataclass
@@ -80,7 +80,9 @@ class RelearnSettings(FinetuneSettings):
 
 @dataclass
 class HeldoutRelearnSettings(FinetuneSettings):
-    pass
+    # the seed of the split of the forget people into halves A and B: a setting rather than the
+    # job's seed, so that every arm, its retrain control and the scoring on B share the halves
+    halves_seed: int = 0
 
 
 @dataclass
@@ -169,6 +171,31 @@ class Relearn(_Finetune):
             "relearning",
             lambda n: sorted(muse_format.seeded_subset(n, max(1, round(s.fraction * n)), ctx.seed)),
         )
+
+
+class HeldoutRelearn(_Finetune):
+    """Relearn on the forget records about half A of the forget people only (a record that also
+    names someone of half B is left out); half B is what the evaluation scores."""
+
+    def halves(self, ctx) -> tuple[list[str], list[str]]:
+        from ..data.entities import forget_entities, heldout_halves
+
+        return heldout_halves(forget_entities(ctx.data_dir), self.settings.halves_seed)
+
+    def texts(self, ctx) -> list[str]:
+        from ..data.entities import records_within
+
+        a, b = self.halves(ctx)
+        texts = records_within(ctx.data_dir, "forget", set(a))
+        if not texts:
+            raise ValueError(f"heldout_relearn: no forget record is about half A ({', '.join(a)}) alone")
+        record_read(ctx, "forget", "held-out relearning", texts, "records whose entities all lie in half A", A=a, B=b)
+        return texts
+
+    def apply(self, model, ctx) -> dict:
+        stats = super().apply(model, ctx)
+        a, b = self.halves(ctx)
+        return {**stats, "halves_seed": self.settings.halves_seed, "A": a, "B": b}
 
 
 class BenignFinetune(_Finetune):
