@@ -1,5 +1,5 @@
 # qunlearn: does LLM unlearning survive weight quantization?  (Zhang et al., ICLR 2025)
-# The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr x epochs x loss, alpha grid
+# The DAG: data -> target/retrain -> release -> [prepare_method] -> unlearn (method x alpha x lr x epochs x loss, alpha grid
 #          -> select_alpha) -> [quantize (GPTQ/AWQ)] -> evaluate (x scheme), analysis (weight change)
 #          -> aggregate tables, figures -> paper/ (snakemake paper: also paper/main.pdf)
 # Paths and model ids: src/qunlearn/paths.py (docs/guide/paths.md); planning: src/qunlearn/experiment.py.
@@ -39,6 +39,7 @@ include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/pretrained.smk"
+include: "workflow/rules/prepare.smk"
 include: "workflow/rules/unlearn.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
