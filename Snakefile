@@ -1,6 +1,7 @@
 # qunlearn: does LLM unlearning survive weight quantization?  (Zhang et al., ICLR 2025)
-# The DAG: data -> target/retrain -> release -> unlearn (method x alpha x lr x epochs x loss, alpha grid
-#          -> select_alpha) -> [attack (relearn, prune, noise, ...)] -> [quantize (GPTQ/AWQ)] -> evaluate (x scheme), analysis (weight change)
+# The DAG: data -> target/retrain -> release -> [prepare_method] -> unlearn (method x alpha x lr x epochs
+#          x loss, alpha grid -> select_alpha) -> [attack (relearn, prune, noise, ...)] -> [quantize (GPTQ/AWQ)]
+#          -> evaluate (x scheme), analysis (weight change)
 #          -> aggregate tables, figures -> paper/ (snakemake paper: also paper/main.pdf)
 # Paths and model ids: src/qunlearn/paths.py (docs/guide/paths.md); planning: src/qunlearn/experiment.py.
 
@@ -39,6 +40,7 @@ include: "workflow/rules/resources.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/pretrained.smk"
+include: "workflow/rules/prepare.smk"
 include: "workflow/rules/unlearn.smk"
 include: "workflow/rules/attack.smk"
 include: "workflow/rules/quantize.smk"

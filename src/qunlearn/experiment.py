@@ -18,6 +18,9 @@ Planning vocabulary:
 - an *external model* (``datasets.<name>.external.<model name>``, model id ``external/<name>``) is an
   unlearned model made elsewhere: evaluated at every scheme of its dataset, quantized, analysed
   and reported beside the headline arms (docs "Bring your own unlearned model");
+- a *preparation* is the preparatory model of a method whose spec names one (trait
+  ``preparation``, e.g. the task vector's fine-tune on D_f): one job per (dataset, method, seed),
+  shared by every arm of the method on that dataset (each alpha), which takes it as an input;
 - an *attack job* (``attacks``) applies one point of a recovery attack's grid to a headline arm
   or a control base; its output is the derived id ``derived/<attack>/<k>~<v>.../of/<parent>``,
   evaluated at ``attacks.schemes`` like any model (docs "Recovery attacks");
@@ -152,6 +155,11 @@ class Experiment:
         for study, sweep in self._sweeps():
             for m in sweep.methods:
                 self._known_method(m, f"sweeps.{study}.methods")
+                if self.method_specs[m].gradient_free:
+                    raise ConfigError(
+                        f"sweeps.{study}.methods: {m!r} is gradient-free (it edits the weights without the "
+                        f"optimizer loop), so the {SWEEP_COORDINATE[study]} its arms vary is unused"
+                    )
             for s in sweep.schemes:
                 self._known_scheme(s, f"sweeps.{study}.schemes")
             for d in sweep.datasets or []:
@@ -680,11 +688,45 @@ class Experiment:
 
     def unlearn_inputs(self, arm: Arm) -> dict[str, str]:
         inputs = {"base": paths.model_dir(arm.dataset, "target"), "data": self.data_dir(arm.dataset)}
+        if self.method_specs[arm.method].preparation:
+            inputs["prepared"] = self.prepared_dir(arm)
         if arm.alpha == SELECTED:
             inputs["selection"] = self.selection_file(arm.dataset, arm.method)
             for twin in self.grid_twins(arm):  # the grid arm it may copy
                 inputs[f"twin_{twin.alpha}"] = paths.model_dir(arm.dataset, twin.model_id)
         return inputs
+
+    # ---- preparations (a method whose spec names a ``preparation``) ---------------------------------
+    def prepared_dir(self, arm: Arm) -> str:
+        """The preparatory model an arm of a preparing method reads: its dataset's, at its seed."""
+        return paths.prepared_dir(arm.dataset, arm.method, arm.seed or self.seed)
+
+    def prepare_jobs(self) -> list[tuple[str, str, str]]:
+        """(dataset, method, seed) of every preparation the unlearn jobs read, each once (one per
+        dataset, method and seed, whatever the alphas)."""
+        return sorted(
+            {
+                (a.dataset, a.method, a.seed or str(self.seed))
+                for a in self.unlearn_jobs()
+                if self.method_specs[a.method].preparation
+            }
+        )
+
+    def prepare_dirs(self) -> list[str]:
+        return [paths.prepared_dir(*job) for job in self.prepare_jobs()]
+
+    def prepare_inputs(self, dataset: str) -> dict[str, str]:
+        """The released target of the dataset (a reuse dataset's own release) and its data."""
+        return {"base": paths.model_dir(dataset, "target"), "data": self.data_dir(dataset)}
+
+    def prepare_params(self, dataset: str, method: str) -> dict:
+        """What a preparation depends on: the unlearn section's shared settings and the method's own
+        settings (its arms' params without the arm coordinates: alpha, lr, epochs and loss variant
+        are not the preparation's; the method's preparation hook sets its training's own)."""
+        params = self.unlearn_params(self.headline_arm(dataset, method).replace(alpha="0"))
+        for key in ("alpha", "lr", "epochs", "loss_variant"):
+            del params[key]
+        return params
 
     def selection_inputs(self, dataset: str, method: str) -> dict[str, str]:
         """The grid's evals at the deciding scheme (none when a single alpha is configured)."""

@@ -9,6 +9,10 @@ Model ids (``{model_id}`` in paths; docs: "Paths and model ids"):
     derived/<transform>/<key>~<value>/.../of/<model id>      a transform of another model id
                                                              (an attack, a merge, a deployment mode)
 
+Not model ids: a method's preparatory model (spec trait ``preparation``, e.g. the task vector's
+fine-tune on D_f) lives at ``models/prepared/<method>/seed~<n>`` (:data:`PREPARED`; the seed is
+always written, the base seed's too). It is an input of the method's unlearn jobs, never evaluated.
+
 Derived ids nest: ``derived/noise/c~0.5/of/derived/relearn/steps~100/of/target``. They live under
 ``models/derived/`` rather than inside their parent's directory, so that rewriting a parent never
 touches a derived model. evaluate, quantize and analysis take any model id.
@@ -40,6 +44,8 @@ DATA = f"{RESULTS}/{{dataset}}/data"
 TRAINED = f"{RESULTS}/{{dataset}}/models/trained/{{base}}"
 PRETRAINED = f"{RESULTS}/{{dataset}}/models/pretrained/{{base}}"
 MODEL = f"{RESULTS}/{{dataset}}/models/{{model_id}}"
+# a method's preparatory model (outside the model-id grammar: "prepared" starts no model id)
+PREPARED = f"{RESULTS}/{{dataset}}/models/prepared/{{method}}/seed~{{seed}}"
 SELECTION = f"{RESULTS}/{{dataset}}/selection/{{method}}.json"
 EVAL = f"{RESULTS}/{{dataset}}/eval/{{model_id}}/{{scheme}}.json"
 QUANT = f"{RESULTS}/{{dataset}}/quant/{{model_id}}/{{scheme}}"
@@ -210,6 +216,16 @@ def model_dir(dataset: str, model_id: str) -> str:
     return MODEL.format(dataset=dataset, model_id=model_id)
 
 
+def prepared_dir(dataset: str, method: str, seed: int | str) -> str:
+    return PREPARED.format(dataset=dataset, method=method, seed=seed)
+
+
+def parse_prepared_dir(path: str) -> tuple[str, str, str]:
+    """(dataset, method, seed) of a preparatory model's directory."""
+    w = parse(PREPARED, path)
+    return w["dataset"], w["method"], w["seed"]
+
+
 def selection_file(dataset: str, method: str) -> str:
     return SELECTION.format(dataset=dataset, method=method)
 
@@ -256,7 +272,9 @@ def _output_regex(pattern: str) -> re.Pattern:
     return re.compile(rf"(?:^|/){rx}$")
 
 
-_PARSERS = {pattern: _output_regex(pattern) for pattern in (EVAL, ANALYSIS_FILE, ANALYSIS, MODEL, QUANT, SELECTION)}
+_PARSERS = {
+    pattern: _output_regex(pattern) for pattern in (EVAL, ANALYSIS_FILE, ANALYSIS, MODEL, QUANT, SELECTION, PREPARED)
+}
 
 
 def parse(pattern: str, path: str) -> dict[str, str]:

@@ -67,6 +67,13 @@ class MethodSpec(PluginSpec):
       (SURE variants: their objective); None = itself.
     - ``saliency_masked``: restricts updates to forget-salient parameters (the SURE table).
     - ``family``: a group name for figures (e.g. ``ga``, ``npo``).
+    - ``gradient_free``: edits the weights directly (the implementation's ``edit`` hook) instead of
+      running the optimizer loop; the arm's lr, epochs and loss variant are recorded but unused, so
+      the lr, epochs and loss-variant sweeps reject it.
+    - ``preparation``: the name of a preparatory stage (e.g. ``finetune_forget``): one cached job per
+      dataset and seed (rule ``prepare_method``, output ``models/prepared/<method>/seed~<n>``) trains
+      a model with the implementation's ``preparation`` hook, and every arm of the method (each
+      alpha) takes it as an input (``edit``'s ``prepared``); empty = none.
     """
 
     reference_outputs: tuple[str, ...] = ()
@@ -75,6 +82,8 @@ class MethodSpec(PluginSpec):
     objective: str | None = None
     saliency_masked: bool = False
     family: str = ""
+    gradient_free: bool = False
+    preparation: str = ""
 
     @property
     def needs_reference(self) -> bool:

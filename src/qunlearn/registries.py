@@ -12,6 +12,8 @@ PLUGIN_MODULES = (
     "qunlearn.unlearn.objectives",
     "qunlearn.unlearn.sure",
     "qunlearn.unlearn.simnpo",
+    "qunlearn.unlearn.pruning",
+    "qunlearn.unlearn.task_vector",
     # quantizers
     "qunlearn.quantize.none",
     "qunlearn.quantize.cast",

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 GB = 1e9
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
-GPU_RULES = ("train_base", "unlearn", "attack", "quantize", "evaluate")
+GPU_RULES = ("train_base", "prepare_method", "unlearn", "attack", "quantize", "evaluate")
 LAYERS_GATHERED = 2  # FSDP2: the layer being computed and the one prefetched
 LLAMA_7B_LAYERS = 32
 
@@ -125,9 +125,10 @@ def rule_resources(
         minutes = 15 + 30 * billions / 7.0
     else:
         unl = exp.unlearn
-        if rule == "unlearn":
+        if rule in ("unlearn", "prepare_method"):
+            # a preparation trains without a frozen reference, for about unlearn.epochs epochs
             spec = exp.method_specs[method] if method is not None else None
-            ref = spec is not None and spec.needs_reference
+            ref = rule == "unlearn" and spec is not None and spec.needs_reference
             masked = spec is not None and spec.saliency_masked
             mp = memory_plan(n, b, unl.optimizer, ref, unl.reference_device, None, unl.processes, masked)
             epochs = int(epochs) if epochs is not None else int(unl.epochs)

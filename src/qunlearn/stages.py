@@ -171,8 +171,10 @@ def unlearn_model(
     selection_json: str | Path | None = None,
     grid_twins: dict[str, str] | None = None,
     device: str | None = None,
+    prepared_dir: str | Path | None = None,
 ) -> dict:
-    """Unlearn the forget set from ``base_dir``. With ``selection_json`` (an arm whose alpha is
+    """Unlearn the forget set from ``base_dir``. ``prepared_dir``: the method's preparatory model
+    (spec trait ``preparation``; rule prepare_method). With ``selection_json`` (an arm whose alpha is
     'selected') the alpha comes from that file and ``unlearn_cfg`` must not set one; if
     ``grid_twins`` (alpha text -> grid arm dir, same config but alpha) holds the selected alpha,
     that model is copied instead of trained again (unlearning is deterministic). With
@@ -192,6 +194,8 @@ def unlearn_model(
     started = time.time()
     runtime.seed_everything(seed, threads)
     inputs = {"base": base_dir, "data": data_dir}
+    if prepared_dir is not None:
+        inputs["prepared"] = prepared_dir
     if selection_json is not None:
         if "alpha" in unlearn_cfg:
             raise ValueError("unlearn: an arm with a selected alpha must not also set alpha")
@@ -201,7 +205,8 @@ def unlearn_model(
     twin = (grid_twins or {}).get(fmt_num(cfg.alpha))  # the grid arm's path text of this alpha
     if twin is not None:
         return _copy_twin(twin, out_dir, cfg, seed, {**inputs, "twin": twin}, started)
-    if cfg.processes > 1 and not distributed.in_worker():
+    spec = registries.METHODS.get(cfg.method, "unlearn.method")
+    if cfg.processes > 1 and not distributed.in_worker() and not spec.gradient_free:
         n = distributed.allocated_processes(cfg.processes)
         distributed.launch(n, {**called, "grid_twins": None, "progress": False}, Path(out_dir).parent)
         return runtime.read_json(Path(out_dir) / "meta.json")
@@ -210,10 +215,11 @@ def unlearn_model(
     model = load_model(base_dir, device=torch.device(device) if device else None)
     forget = muse_format.read_texts(data_dir, "raw", "forget")
     # D_r only for a method with a retain term: GA and NPO run on data without raw/retain1
-    needs_retain = registries.METHODS.get(cfg.method, "unlearn.method").needs_retain
-    retain = muse_format.read_texts(data_dir, "raw", "retain1") if needs_retain else []
+    retain = muse_format.read_texts(data_dir, "raw", "retain1") if spec.needs_retain else []
     loop_started = time.time()
-    history = unlearn(model, tok, forget, retain, cfg, seed, max_length, progress)
+    history = unlearn(
+        model, tok, forget, retain, cfg, seed, max_length, progress, str(prepared_dir) if prepared_dir else None
+    )
     scale = {
         "processes": world,
         "seconds_per_step": round((time.time() - loop_started) / max(1, history["steps"]), 4),
@@ -245,7 +251,58 @@ _UNLEARN_ARGS = (
     "progress",
     "selection_json",
     "grid_twins",
+    "prepared_dir",
 )
+
+
+def prepare_method(
+    base_dir: str | Path,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    prepare_cfg: dict,
+    max_length: int,
+    seed: int,
+    threads: int | None = None,
+    progress: bool = True,
+    device: str | None = None,
+) -> dict:
+    """The preparatory model of a method whose spec names a ``preparation`` (e.g. the task vector's
+    fine-tune on D_f): the method's ``preparation`` hook gives the training config and trainer, the
+    unlearning loop runs them on the target; ``out_dir`` holds the model and ``meta.json``.
+    ``prepare_cfg``: Experiment.prepare_params (the method's arms' params without alpha, lr,
+    epochs and loss variant)."""
+    import torch
+
+    from .data.tokenizer import load_tokenizer
+    from .models import load_model, save_model
+    from .unlearn.loop import build_method, unlearn
+
+    started = time.time()
+    runtime.seed_everything(seed, threads)
+    cfg = from_dict(UnlearnConfig, prepare_cfg, "prepare")
+    method = build_method(cfg)
+    if not method.spec.preparation:
+        raise ValueError(f"prepare_method: {cfg.method!r} has no preparation (spec trait)")
+    train_cfg, trainer = method.preparation(cfg)
+    if train_cfg.processes > 1:
+        raise NotImplementedError("prepare_method: unlearn.processes > 1 (sharded preparation) is not supported yet")
+    tok = load_tokenizer(base_dir)
+    model = load_model(base_dir, device=torch.device(device) if device else None)
+    forget = muse_format.read_texts(data_dir, "raw", "forget")
+    retain = muse_format.read_texts(data_dir, "raw", "retain1") if trainer.spec.needs_retain else []
+    history = unlearn(model, tok, forget, retain, train_cfg, seed, max_length, progress, method=trainer)
+    with runtime.atomic_dir(out_dir) as tmp:
+        save_model(model, tok, tmp)
+        meta = runtime.build_meta(
+            "prepare_method",
+            {**to_dict(cfg), "preparation": method.spec.preparation, "training": to_dict(train_cfg)},
+            seed,
+            {"base": base_dir, "data": data_dir},
+            started,
+            {"history": history},
+        )
+        runtime.write_json_atomic(tmp / "meta.json", meta)
+    return meta
 
 
 def _gather_objects(value) -> list:

@@ -16,5 +16,6 @@ with job_logging(snakemake.log[0]):
         seed=snakemake.params.seed,
         threads=snakemake.threads,
         selection_json=snakemake.input.get("selection"),
+        prepared_dir=snakemake.input.get("prepared"),
         grid_twins={k[len("twin_") :]: v for k, v in snakemake.input.items() if k.startswith("twin_")},
     )

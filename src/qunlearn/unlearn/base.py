@@ -15,6 +15,15 @@ those items: the micro-batch's term times (its items / the effective batch's ite
 effective batch's mean. With one micro-batch ``weigh`` is not called (the single-batch path is
 bit for bit the old one).
 
+A ``gradient_free`` method (spec trait) replaces the whole loop by one hook::
+
+    rows, stats = method.edit(model, forget_batches, retain_batches, prepared)
+
+(the collated batches of D_f, and of D_r when the spec ``needs_retain``; ``prepared`` = the
+directory of the method's preparatory model when its spec names a ``preparation``, made by the
+``preparation`` hook in its own cached job). The history keeps its shape: ``rows`` become its
+``epochs`` (one per edit step), ``steps`` counts them.
+
 Torch-free at import (the plugin modules that subclass it are imported by dry runs).
 """
 
@@ -77,6 +86,26 @@ class UnlearningMethod:
     def transform_gradients(self, params: dict[str, torch.nn.Parameter]) -> dict:
         """Change the gradients before clipping and the step; returns statistics for the history."""
         return {}
+
+    def lr_schedule(self, total_steps: int):
+        """The lr factor after ``n`` optimizer steps as a function ``n -> factor``, or None: a
+        constant lr (every unlearning method; the loop then builds no scheduler at all)."""
+        return None
+
+    # ---- gradient-free methods (spec trait ``gradient_free``) ------------------------------------
+    def edit(self, model, forget_batches: list[dict], retain_batches: list[dict], prepared: str | None):
+        """The method's whole unlearning, in place of the optimizer loop (run under no_grad).
+        Returns ``(rows, stats)``: one row per edit step with what it measured (``forget``,
+        ``retain``, ``loss``: token-mean NLLs; absent keys are 0 in the history, as GA's retain
+        term is), and extra history entries."""
+        raise NotImplementedError(f"{self.spec.name}: a gradient_free method implements edit")
+
+    # ---- methods with a preparatory stage (spec trait ``preparation``) ---------------------------
+    def preparation(self, cfg) -> tuple[Any, UnlearningMethod]:
+        """(the UnlearnConfig, the gradient-based method) the ``prepare_method`` job trains the
+        target with through the loop (``cfg``: the job's resolved config, alpha unused); the model
+        it saves is ``edit``'s ``prepared``."""
+        raise NotImplementedError(f"{self.spec.name}: a method with a preparation implements preparation")
 
 
 def scored_tokens(batch: dict) -> int:

@@ -9,6 +9,11 @@ of processes; process r runs micro-batches r, r + P, ... Each micro-batch's term
 their share of the effective batch (``method.term_sizes``), so the gradients sum to the effective
 batch's; FSDP averages over the P processes, hence the extra factor P. With one micro-batch in one
 process the step is exactly the single-batch step of before.
+
+A ``gradient_free`` method (spec trait) skips all of that: its ``edit`` hook changes the weights
+from the batches of D_f (and D_r) in one process, and the history keeps its shape (``_edit``).
+A method's ``lr_schedule`` (None for every unlearning method: constant lr, no scheduler) lets a
+preparatory fine-tune (the task vector's) run through the same loop with a cosine schedule.
 """
 
 from __future__ import annotations
@@ -87,12 +92,18 @@ def unlearn(
     seed: int,
     max_length: int,
     progress: bool = True,
+    prepared: str | None = None,
+    method=None,
 ) -> dict:
-    """Unlearn ``forget_texts`` from ``model`` in place; returns the loss history."""
+    """Unlearn ``forget_texts`` from ``model`` in place; returns the loss history. ``prepared``:
+    the method's preparatory model (spec trait ``preparation``); ``method``: an already built
+    method to run instead of ``cfg.method``'s (a preparation's trainer)."""
     from tqdm.auto import tqdm
 
-    method = build_method(cfg)
+    method = method if method is not None else build_method(cfg)
     spec = method.spec
+    if spec.gradient_free:
+        return _edit(method, model, tokenizer, forget_texts, retain_texts, cfg, max_length, prepared)
     rank, world = distributed.rank_world()
     device = next(model.parameters()).device
     reference = frozen_reference(model, cfg.reference_device) if spec.reference_outputs else None
@@ -109,6 +120,8 @@ def unlearn(
     gen = torch.Generator().manual_seed(seed)
     retain_cycle = Cycle(len(retain), cfg.batch_size, gen) if retain else None
     opt = make_optimizer(params.values(), cfg.optimizer, cfg.lr, cfg.weight_decay)
+    schedule = method.lr_schedule(cfg.epochs * math.ceil(len(forget) / cfg.batch_size))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
     history = {"epochs": [], "steps": 0, "n_forget_chunks": len(forget), "n_retain_chunks": len(retain)}
     if cfg.micro_batch_size is not None or world > 1:
         history["micro_batches_per_step"], history["processes"] = None, world
@@ -136,6 +149,8 @@ def unlearn(
             if cfg.max_grad_norm:
                 torch.nn.utils.clip_grad_norm_(params.values(), cfg.max_grad_norm)
             opt.step()
+            if scheduler is not None:
+                scheduler.step()
             history["steps"] += 1
             for key, value in values.items():
                 sums[key] = sums.get(key, 0.0) + value
@@ -149,6 +164,40 @@ def unlearn(
     return history
 
 
+def _edit(method, model, tokenizer, forget_texts, retain_texts, cfg, max_length, prepared) -> dict:
+    """A gradient-free method's unlearning: ``method.edit`` on the batches of D_f (and D_r), in
+    order (no shuffling: nothing is sampled), under no_grad; the history has the loop's keys."""
+    spec = method.spec
+    if distributed.rank_world()[1] > 1:
+        raise ValueError(f"unlearn: {spec.name} is gradient-free; it runs in one process")
+    if spec.preparation and prepared is None:
+        raise ValueError(f"unlearn: {spec.name} needs its prepared model ({spec.preparation})")
+    device = next(model.parameters()).device
+    method.setup(model, None, tokenizer)
+    forget = encode(tokenizer, forget_texts, max_length, cfg.data_format)
+    retain = encode(tokenizer, retain_texts, max_length, cfg.data_format) if spec.needs_retain else []
+    pad, bs = tokenizer.pad_token_id, cfg.batch_size
+
+    def batches(examples):
+        return [to_device(collate(examples[i : i + bs], pad), device) for i in range(0, len(examples), bs)]
+
+    model.eval()
+    with torch.no_grad(), autocast_context(cfg, device):
+        rows, stats = method.edit(model, batches(forget), batches(retain), prepared)
+    history = {
+        "epochs": [{"epoch": i, "forget": 0.0, "retain": 0.0, "loss": 0.0, **row} for i, row in enumerate(rows, 1)],
+        "steps": len(rows),
+        "n_forget_chunks": len(forget),
+        "n_retain_chunks": len(retain),
+        **stats,
+    }
+    for row in history["epochs"]:
+        if not all(math.isfinite(v) for v in row.values() if isinstance(v, float)):
+            raise FloatingPointError(f"unlearning diverged at edit step {row['epoch']}: {row}")
+    history["local_state_mb"] = _local_state_mb(dict(model.named_parameters()), None)
+    return history
+
+
 def _local_state_mb(params, opt) -> dict[str, float]:
     """MB this process holds of the trainable weights, their gradients and the optimizer state
     (its shards when sharded): the sharded share of the memory plan, measured."""
@@ -156,7 +205,11 @@ def _local_state_mb(params, opt) -> dict[str, float]:
     def mb(tensors):
         return round(sum(distributed.local(t).numel() * t.element_size() for t in tensors) / 2**20, 3)
 
-    states = [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0]
+    states = (
+        []
+        if opt is None
+        else [v for st in opt.state.values() for v in st.values() if torch.is_tensor(v) and v.dim() > 0]
+    )
     return {
         "weights": mb(params.values()),
         "gradients": mb(p.grad for p in params.values() if p.grad is not None),

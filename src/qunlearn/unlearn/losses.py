@@ -77,3 +77,16 @@ def sure_release_kl(logits: torch.Tensor, ref_logits: torch.Tensor) -> torch.Ten
     return F.kl_div(
         torch.log_softmax(logits.float(), dim=-1), torch.softmax(ref_logits.float(), dim=-1), reduction="batchmean"
     )
+
+
+@torch.no_grad()
+def mean_nll(model, batches: list[dict]) -> float:
+    """Token-mean next-token NLL of ``model`` over collated batches (each weighed by its scored
+    tokens, so the result is the mean over every scored token of the set)."""
+    total, n = 0.0, 0
+    for batch in batches:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        k = int((batch["labels"][:, 1:] != -100).sum())
+        total += token_nll(logits, batch["labels"]).item() * k
+        n += k
+    return total / max(1, n)
