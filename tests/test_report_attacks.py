@@ -136,7 +136,7 @@ def test_aggregate_attacks_writes_every_declared_file_even_without_attacks(tmp_p
     out = {
         i.key(fmt): str(tmp_path / f"{i.stem}.{fmt}") for i in catalog.items("aggregate_attacks") for fmt in i.formats
     }
-    aggregate_attacks([], {}, {"jobs": [], "schemes": ["fp32"], "seed": 0}, {}, {}, {}, out)
+    aggregate_attacks([], {}, {"jobs": [], "schemes": ["fp32"], "halves_seed": 0}, {}, {}, {}, out)
     for path in out.values():
         assert (tmp_path / path).exists()
     assert "no rows" in (tmp_path / "recovery.md").read_text()

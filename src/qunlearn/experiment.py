@@ -601,7 +601,10 @@ class Experiment:
                     "needs_entities": spec.needs_entities,
                 }
             )
-        return {"jobs": rows, "schemes": list(self.attacks.schemes), "seed": self.seed}
+        # the halves held-out relearning trains on A and is scored on B by (its halves_seed)
+        halves = {getattr(self.attack_settings[a], "halves_seed", None) for a in self.attack_specs}
+        halves.discard(None)
+        return {"jobs": rows, "schemes": list(self.attacks.schemes), "halves_seed": min(halves, default=0)}
 
     # ---- evaluations, quantize and analysis jobs -----------------------------------------------------
     def dataset_schemes(self, dataset: str) -> list[str]:

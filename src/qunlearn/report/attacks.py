@@ -6,7 +6,7 @@ target's at the same scheme, like every retention in the report. Held-out relear
 whose spec ``needs_entities``) is scored on half B of the forget entities only: the attacked
 model's, its parent's and the target's per-item scores are restricted to the items of B
 (``data.entities.subset_scores``), B being the half the attack job did not train on
-(``data.entities.heldout_halves`` with the job's seed: one function for both).
+(``data.entities.heldout_halves`` with the attack's ``halves_seed``: one function for both).
 
 - ``recovery``: one row per (dataset, attacked model, attack point, scheme): retention before the
   attack (the parent) and after, and for a fine-tuning attack the retrain model's retention after
@@ -213,7 +213,8 @@ def aggregate_attacks(
     dataset -> attacked method -> its headline model id; ``schemes``: Experiment.scheme_table()."""
     cfg = from_dict(ReportConfig, report_cfg, "report")
     evals = _load_evals(eval_paths)
-    scored_on = _heldout_scored(data_dirs, attacks["seed"]) if any(j["needs_entities"] for j in attacks["jobs"]) else {}
+    heldout = any(j["needs_entities"] for j in attacks["jobs"])
+    scored_on = _heldout_scored(data_dirs, attacks["halves_seed"]) if heldout else {}
     rec = recovery_table(attacks["jobs"], attacks["schemes"], evals, scored_on)
     write_table(out, "recovery", rec.drop(columns=["model_id"]), _recovery_text(rec))
     robust = robust_table(rec, evals, headline, schemes, cfg)
