@@ -27,6 +27,7 @@ LAYERS = [
     "studies",
     "quant",
     "figures",
+    "attacks",
     "paper",
     "stages",
 ]

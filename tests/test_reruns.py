@@ -22,6 +22,7 @@ import pytest
 import yaml
 from conftest import ROOT
 
+from qunlearn import paths
 from qunlearn.experiment import Experiment
 from qunlearn.paths import SELECTED
 
@@ -183,8 +184,13 @@ def expected(old, new, redo_selections=(), reevaluate=False):
         if (a.dataset, a.model_id) not in old_ids
         or (a.alpha == SELECTED and new_exp.selection_source(a.dataset, a.method) in sel)
     }
-    evals = {(ds, mid, s) for ds, mid, s in new_exp.evaluations if reevaluate or (ds, mid) in arms}
+    # an attack on a remade model is made again (and evaluated): its parent changed
+    attacked = {(ds, mid) for ds, mid in new_exp._attack_jobs if (ds, paths.parse_model_id(mid).parent) in arms}
+    evals = {(ds, mid, s) for ds, mid, s in new_exp.evaluations if reevaluate or (ds, mid) in arms | attacked}
+    eval_files = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals}
     return {
+        "_attack_tables": reads_attack_tables(new_exp, eval_files),
+        "attack": {unlearn_dir(*a) for a in attacked},
         "unlearn": {unlearn_dir(*a) for a in arms},
         "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
         "select_alpha": {f"results/{ds}/selection/{m}.json" for ds, m in sel},
@@ -192,17 +198,29 @@ def expected(old, new, redo_selections=(), reevaluate=False):
         "quantize": {
             f"results/{ds}/quant/{mid}/{s}"
             for ds, mid, s in evals
-            if (ds, mid) in arms and new_exp.schemes[s].calibrated
+            if (ds, mid) in arms | attacked and new_exp.schemes[s].calibrated
         },
         "analysis": {f"results/{ds}/analysis/{mid}" for ds, mid in arms if mid in new_exp.analysis_model_ids(ds)},
     }
 
 
+ATTACK_TABLES = {"aggregate_attacks": 1, "paper_attacks": 1}
+
+
 def assert_plans(jobs, want):
-    for rule, paths in want.items():
-        assert outputs(jobs, rule) == paths, rule
+    """``want``: rule -> its planned outputs; the report rules must be the aggregates (with the
+    attack tables when an evaluation they read is planned)."""
+    attack_tables = want.pop("_attack_tables")
+    for rule, files in want.items():
+        assert outputs(jobs, rule) == files, rule
     stats = job_stats(jobs)
-    assert {r: n for r, n in stats.items() if r not in want} == AGGREGATES, stats
+    assert {r: n for r, n in stats.items() if r not in want} == AGGREGATES | (ATTACK_TABLES if attack_tables else {}), (
+        stats
+    )
+
+
+def reads_attack_tables(exp, eval_files: set[str]) -> bool:
+    return bool(eval_files & set(exp.attack_report_evals()))
 
 
 def test_fake_run_is_complete_and_unchanged(finished_default):
@@ -247,8 +265,12 @@ def _beta_expected(new):
         if a.method == "npo_gdr"
         or (a.alpha == SELECTED and exp.selection_source(a.dataset, a.method) == ("synth", "npo_gdr"))
     }
-    evals = {(ds, mid, s) for ds, mid, s in exp.evaluations if (ds, mid) in touched}
+    attacked = {(ds, mid) for ds, mid in exp._attack_jobs if (ds, paths.parse_model_id(mid).parent) in touched}
+    evals = {(ds, mid, s) for ds, mid, s in exp.evaluations if (ds, mid) in touched | attacked}
+    eval_files = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals}
     return {
+        "_attack_tables": reads_attack_tables(exp, eval_files),
+        "attack": {unlearn_dir(*a) for a in attacked},
         "unlearn": {unlearn_dir(*a) for a in touched},
         "evaluate": {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals},
         "select_alpha": {"results/synth/selection/npo_gdr.json"},
@@ -277,7 +299,7 @@ def test_a_new_scheme_adds_only_its_evaluations(finished_default, tmp_path):
     assert analyses != {
         f"results/{ds}/analysis/{mid}" for ds in cfg["datasets"] for mid in exp.analysis_model_ids(ds)
     }  # the SURE arms' are not replanned
-    assert_plans(jobs, {"evaluate": want, "analysis": analyses})
+    assert_plans(jobs, {"evaluate": want, "analysis": analyses, "_attack_tables": reads_attack_tables(exp, want)})
 
 
 @pytest.fixture(scope="module")
@@ -312,7 +334,9 @@ def _everything(cfg):
         "evaluate": len(evals),
         "quantize": sum(1 for _, _, s in evals if exp.schemes[s].calibrated),
         "analysis": sum(len(exp.analysis_model_ids(ds)) for ds in cfg["datasets"]),
+        "attack": len(exp.attack_jobs()),
         **AGGREGATES,
+        **ATTACK_TABLES,
     }
 
 
@@ -348,7 +372,9 @@ def test_a_plotting_option_reruns_only_the_figures(finished_default, tmp_path):
 
 def test_a_table_option_reruns_the_aggregates_only(finished_default, tmp_path):
     _, jobs = replan(finished_default, tmp_path, lambda c: c["report"].update(utility_constrained=["ga_gdr"]))
-    assert job_stats(jobs) == AGGREGATES
+    # the attacked methods default to the utility-constrained ones: the attack tables lose rows
+    # (the remaining attack jobs are the ones already made)
+    assert job_stats(jobs) == AGGREGATES | ATTACK_TABLES
 
 
 def test_the_scale_keys_at_their_defaults_replan_nothing(finished_default, tmp_path):

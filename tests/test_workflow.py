@@ -72,6 +72,20 @@ def test_dry_run_plans_the_default_grid(default_config):
         2 * len(calibrated) + sum(len(set(own[m]) & set(calibrated)) for m in methods) + (2 + n_plain) * n_cal_plain
     )
     analysis = len(methods) + n_plain  # one per headline arm (it writes one JSON per scheme)
+    # recovery attacks (synth only: synth_plain reuses its data): every point on the four
+    # utility-constrained headline arms and the controls, each evaluated at the attack schemes
+    # (every attacked parent is already evaluated there)
+    atk = default_config["attacks"]
+    points = {
+        a: len(next(v for k, v in s.items() if isinstance(v, list) and k not in ("criteria",)))
+        for a, s in atk["runs"].items()
+    }
+    controls = {"interpolate": 1}  # the retrain model only (the target's would be the identity)
+    n_attack = sum(
+        n * (len(default_config["report"]["utility_constrained"]) + controls.get(a, 2)) for a, n in points.items()
+    )
+    assert set(atk["schemes"]) <= set(own["ga_gdr"]) and n_attack == 51
+    n_eval += n_attack * len(atk["schemes"])
     n_select = sum(1 for m in methods.values() if "alphas" in m)  # SURE methods reuse their objective's
     assert jobs == {
         "prepare_data": 1,  # synth_plain reuses synth's data
@@ -89,8 +103,11 @@ def test_dry_run_plans_the_default_grid(default_config):
         "paper_includes": 1,
         "paper_assets": 1,
         "paper_quant": 1,
+        "attack": n_attack,
+        "aggregate_attacks": 1,
+        "paper_attacks": 1,
         "all": 1,
-        "total": 1 + 2 + 4 + n_select + n_unlearn + quantize + n_eval + analysis + 8,
+        "total": 1 + 2 + 4 + n_select + n_unlearn + quantize + n_eval + analysis + n_attack + 10,
     }
     assert len(calibrated) == 2
     assert any(len(own[m]) < n_schemes for m in methods)  # the default narrows some (SURE) arms
@@ -121,6 +138,7 @@ def test_dry_run_plans_quantize_and_analysis_jobs_for_calibrated_schemes_only(tm
     cfg = default_config
     del cfg["datasets"]["synth_plain"]
     del cfg["sweeps"]
+    del cfg["attacks"]  # (counted in test_attack_plan.py)
     cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1]}}
     cfg["report"]["utility_constrained"] = ["ga_gdr"]
     cfg["unlearn"]["alpha_selection"] = {"schemes": ["fp32"]}
@@ -209,6 +227,7 @@ def test_dry_run_with_another_configfile_uses_that_file_alone(tmp_path, default_
     cfg = default_config
     del cfg["datasets"]["synth_plain"]
     del cfg["sweeps"]
+    del cfg["attacks"]  # (counted in test_attack_plan.py)
     cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1, 5]}}
     cfg["report"]["utility_constrained"] = ["ga_gdr"]
     cfg["unlearn"]["lr"] = 1e-5

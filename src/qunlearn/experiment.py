@@ -584,7 +584,8 @@ class Experiment:
         """What the attack tables need: per derived id its dataset, attack, point, strength key and
         value, parent id, and the root (the attacked headline arm or base); and the schemes."""
         rows = []
-        for ds, mid in self._attack_jobs:
+        # sorted: the order of keys in the config file must not change params (and so rerun the report)
+        for ds, mid in sorted(self._attack_jobs):
             parts = paths.parse_model_id(mid)
             spec = self.attack_specs[parts.transform]
             point = dict(parts.settings)

@@ -1,6 +1,6 @@
 rule aggregate_attacks:
-    """Recovery-attack tables and figure: recovery curves with the re-teaching control, robust
-    retention (declared in qunlearn.report.catalog; no rows when no attack is configured)."""
+    """Recovery-attack tables: recovery with the re-teaching control, robust retention (declared in
+    qunlearn.report.catalog; no rows when no attack is configured; rule figures draws the curves)."""
     input:
         evals=EXP.attack_report_evals(),
         data=sorted({EXP.data_dir(ds) for ds in EXP.attack_datasets()}) if EXP.attacks.runs else [],
@@ -17,7 +17,7 @@ rule aggregate_attacks:
         attacks=as_json(EXP.attacks_for_report()),
         headline=as_json(EXP.attacked_headlines()),
         data_dirs=as_json({ds: EXP.data_dir(ds) for ds in EXP.attack_datasets()} if EXP.attacks.runs else {}),
-        report=as_json(EXP.report_params()),
+        report=as_json(EXP.report_table_params()),
         schemes=as_json(EXP.scheme_table()),
     script:
         f"{SCRIPTS}/aggregate_attacks.py"

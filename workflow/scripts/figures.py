@@ -13,4 +13,5 @@ with job_logging(snakemake.log[0]):
         param(snakemake, "plot"),
         dict(snakemake.output.items()),
         snakemake.input.intervals_csv,
+        snakemake.input.recovery_csv,
     )

@@ -1,5 +1,5 @@
-"""The recovery-attack tables and figure (rule aggregate_attacks): recovery curves and robust
-retention.
+"""The recovery-attack tables and figure (rule aggregate_attacks): recovery and robust
+retention (the recovery curves are drawn from recovery.csv by rule figures).
 
 Retention of an attacked model is :func:`retention.forget_retention` of its scores against the
 target's at the same scheme, like every retention in the report. Held-out relearning (an attack
@@ -27,8 +27,7 @@ import pandas as pd
 from .. import paths, runtime
 from ..config import ReportConfig, from_dict
 from ..data import entities
-from . import figures
-from .render import save_figure, write_table
+from .render import write_table
 from .retention import forget_retention
 
 UTILITY_KEY = "knowmem_r"  # M4: the utility the alpha selection constrains
@@ -163,43 +162,6 @@ def robust_table(
     return pd.DataFrame(rows)
 
 
-def recovery_figure(recovery: pd.DataFrame, out: dict[str, str], dpi: int) -> None:
-    """Retention against attack strength: one panel per (attack, scheme); a line per attacked
-    model (methods solid, the retrain control dashed, the target control dotted), starting at the
-    model before the attack (strength 0)."""
-    plt = figures._pyplot()
-    panels = list(dict.fromkeys(zip(recovery.attack, recovery.scheme))) or [("no attacks configured", "")]
-    ncols = len(dict.fromkeys(recovery.scheme)) or 1
-    nrows = math.ceil(len(panels) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
-    styles = {"target": ":", "retrain": "--"}
-    for ax, (attack, scheme) in zip(axes.flat, panels):
-        d = recovery[(recovery.attack == attack) & (recovery.scheme == scheme)]
-        ax.set_title(f"{attack} @ {scheme}" if scheme else attack, fontsize=9)
-        for (ds, label, extra), g in d.groupby([d.dataset, d.attacked, d.point.map(_other_keys)], sort=False):
-            xs = ["0", *g.value.astype(str)]
-            ys = [g.retention_before.iloc[0], *g.retention]
-            name = " ".join(x for x in (label, extra, ds if d.dataset.nunique() > 1 else "") if x)
-            ax.plot(range(len(xs)), ys, styles.get(label, "-"), marker="o", ms=3, label=name)
-            ax.set_xticks(range(len(xs)), xs, fontsize=7)
-        if not d.empty:
-            ax.set_xlabel(d.strength.iloc[0], fontsize=8)
-        ax.set_ylabel("forget retention", fontsize=8)
-        ax.tick_params(labelsize=7)
-        if ax.lines:
-            ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(panels) :]:
-        ax.axis("off")
-    fig.tight_layout()
-    save_figure(fig, out, "recovery_curves", dpi)
-
-
-def _other_keys(point: str) -> str:
-    """The point's segments other than its strength (e.g. a pruning criterion), for the legend."""
-    parts = point.split("/")
-    return " ".join(p.split("~", 1)[1] for p in parts[:-1]) if len(parts) > 1 else ""
-
-
 def aggregate_attacks(
     eval_paths: list[str],
     data_dirs: dict[str, str],
@@ -219,7 +181,6 @@ def aggregate_attacks(
     write_table(out, "recovery", rec.drop(columns=["model_id"]), _recovery_text(rec))
     robust = robust_table(rec, evals, headline, schemes, cfg)
     write_table(out, "robust_retention", robust)
-    recovery_figure(rec, out, cfg.figure_dpi)
 
 
 def _recovery_text(rec: pd.DataFrame) -> pd.DataFrame:

@@ -85,9 +85,22 @@ ITEMS = (
     _study("epochs_ablation"),
     _study("loss_variants"),
     _study("rmu"),  # rebuttal (BOOKS); no rows until an `rmu` method is registered and configured
+    # rule aggregate_attacks: the recovery attacks (no rows when no attack is configured)
+    Item("table", "recovery", "aggregate_attacks", TABLE_FORMATS, ("evals",), "tab:recovery", "%.6g", "{:.2f}"),
+    Item(
+        "table",
+        "robust_retention",
+        "aggregate_attacks",
+        TABLE_FORMATS,
+        ("evals",),
+        "tab:robust_retention",
+        "%.6g",
+        "{:.2f}",
+    ),
     # rule figures: from the tables and the plot settings only
     Item("figure", "m1_m2_by_scheme", "figures", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "lr_sweep", "figures", FIGURE_FORMATS, ("metrics.csv", "lr_sweep.csv")),
+    Item("figure", "recovery_curves", "figures", FIGURE_FORMATS, ("recovery.csv",)),
     # rule aggregate_quant: the quantizer tables (paper Tables 2/3, the reviewers' bits plot, the
     # rebuttal's weight change) and their figures
     Item(
@@ -113,19 +126,6 @@ ITEMS = (
     ),
     Item("figure", "retention_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "codes_changed_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "analyses")),
-    # rule aggregate_attacks: the recovery attacks (no rows when no attack is configured)
-    Item("table", "recovery", "aggregate_attacks", TABLE_FORMATS, ("evals",), "tab:recovery", "%.6g", "{:.2f}"),
-    Item(
-        "table",
-        "robust_retention",
-        "aggregate_attacks",
-        TABLE_FORMATS,
-        ("evals",),
-        "tab:robust_retention",
-        "%.6g",
-        "{:.2f}",
-    ),
-    Item("figure", "recovery_curves", "aggregate_attacks", FIGURE_FORMATS, ("recovery.csv",)),
 )
 RULES = tuple(dict.fromkeys(i.rule for i in ITEMS))
 # paper/'s generated sources (rules paper_numbers, paper_includes)

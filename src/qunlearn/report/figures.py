@@ -252,3 +252,40 @@ def by_bits(
     )
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     save_figure(fig, out, stem, dpi)
+
+
+def recovery_curves(recovery: pd.DataFrame, out: dict[str, str], dpi: int) -> None:
+    """Retention against attack strength: one panel per (attack, scheme); a line per attacked
+    model (methods solid, the retrain control dashed, the target control dotted), starting at the
+    model before the attack (strength 0); from recovery.csv (report.attacks)."""
+    plt = _pyplot()
+    panels = list(dict.fromkeys(zip(recovery.attack, recovery.scheme))) or [("no attacks configured", "")]
+    ncols = len(dict.fromkeys(recovery.scheme)) or 1
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.0 * nrows), squeeze=False)
+    styles = {"target": ":", "retrain": "--"}
+    for ax, (attack, scheme) in zip(axes.flat, panels):
+        d = recovery[(recovery.attack == attack) & (recovery.scheme == scheme)]
+        ax.set_title(f"{attack} @ {scheme}" if scheme else attack, fontsize=9)
+        for (ds, label, extra), g in d.groupby([d.dataset, d.attacked, d.point.map(_other_keys)], sort=False):
+            xs = ["0", *g.value.astype(str)]
+            ys = [g.retention_before.iloc[0], *g.retention]
+            name = " ".join(x for x in (label, extra, ds if d.dataset.nunique() > 1 else "") if x)
+            ax.plot(range(len(xs)), ys, styles.get(label, "-"), marker="o", ms=3, label=name)
+            ax.set_xticks(range(len(xs)), xs, fontsize=7)
+        if not d.empty:
+            ax.set_xlabel(d.strength.iloc[0], fontsize=8)
+        ax.set_ylabel("forget retention", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if ax.lines:
+            ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    fig.tight_layout()
+    save_figure(fig, out, "recovery_curves", dpi)
+
+
+def _other_keys(point: str) -> str:
+    """The point's segments other than its strength (e.g. a pruning criterion), for the legend."""
+    parts = point.split("/")
+    return " ".join(p.split("~", 1)[1] for p in parts[:-1]) if len(parts) > 1 else ""

@@ -99,6 +99,7 @@ def draw_figures(
     plot_cfg: dict,
     out: dict[str, str],
     intervals_csv: str | Path | None = None,
+    recovery_csv: str | Path | None = None,
 ) -> None:
     """The figures of rule ``figures``, from metrics.csv (headline rows, seeds folded), the intervals
     (error bars) and the lr-sweep table with only the plot settings, so a plotting option
@@ -113,6 +114,12 @@ def draw_figures(
         table = pd.DataFrame()
     t = df[(df.model == "target") & (df.scheme == cfg.full_precision_scheme) & (df.metric == column("knowmem_r"))]
     figures.lr_sweep(table, cfg, dict(zip(t.dataset, t.value)), out)
+    if recovery_csv is not None:
+        try:
+            recovery = pd.read_csv(recovery_csv, dtype={"point": str, "value": str, "dataset": str})
+        except pd.errors.EmptyDataError:  # no attack in this config
+            recovery = pd.DataFrame(columns=["dataset", "attacked", "attack", "point", "strength", "value", "scheme"])
+        figures.recovery_curves(recovery, out, cfg.figure_dpi)
 
 
 def aggregate_quant(
