@@ -12,6 +12,9 @@ PLUGIN_MODULES = (
     "qunlearn.unlearn.objectives",
     "qunlearn.unlearn.sure",
     "qunlearn.unlearn.simnpo",
+    "qunlearn.unlearn.rmu",
+    "qunlearn.unlearn.blur",
+    "qunlearn.unlearn.quant_aware",
     # quantizers
     "qunlearn.quantize.none",
     "qunlearn.quantize.cast",
