@@ -276,3 +276,18 @@ def test_each_method_lowers_its_forget_objective(micro_model, name, alpha, lr, s
         assert moved == {"model.layers.0.mlp.down_proj.weight"}
     else:
         assert len(moved) > 1
+
+
+def test_the_rmu_table_takes_the_rmu_family_beside_the_utility_constrained_methods(monkeypatch):
+    from qunlearn.config import ReportConfig
+    from qunlearn.report import studies
+
+    seen = {}
+    monkeypatch.setattr(studies, "study_table", lambda df, ret, arms, vary, schemes: seen.update(arms=arms, s=schemes))
+    arm = "unlearn/{}/alpha~selected/lr~3e-05/epochs~40/loss~faithful"
+    headline = [("synth", arm.format(m)) for m in ("rmu", "npo_gdr", "blur", "rmu_release")]
+    cfg = ReportConfig(utility_constrained=["npo_gdr"])
+    studies.rmu_table(None, None, cfg, headline)
+    assert [a for _, a in seen["arms"]] == [arm.format(m) for m in ("rmu", "npo_gdr", "rmu_release")]
+    assert seen["s"] == ["fp32", "rtn4"]
+    assert studies.rmu_table(None, None, cfg, headline[1:3]).empty

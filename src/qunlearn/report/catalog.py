@@ -84,7 +84,7 @@ ITEMS = (
     _study("lr_sweep"),
     _study("epochs_ablation"),
     _study("loss_variants"),
-    _study("rmu"),  # rebuttal (BOOKS); no rows until an `rmu` method is registered and configured
+    _study("rmu"),  # rebuttal (BOOKS); no rows until a method of the RMU family is configured
     # rule figures: from the tables and the plot settings only
     Item("figure", "m1_m2_by_scheme", "figures", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "lr_sweep", "figures", FIGURE_FORMATS, ("metrics.csv", "lr_sweep.csv")),
