@@ -136,7 +136,7 @@ def test_the_muse_configs_have_the_papers_sure_variants():
         sure = {m: v for m, v in methods.items() if m.endswith("_sure")}
         assert set(sure) == {"ga_gdr_sure", "ga_klr_sure", "npo_gdr_sure", "npo_klr_sure"}
         assert all(v["percentile"] == 90 and v["lr"] > load(path)["unlearn"]["lr"] for v in sure.values())
-        assert "rmu" not in methods  # not registered yet: its table stays empty
+        assert "rmu" not in methods  # registered, not configured here: its table stays empty
 
 
 def test_paper_settings_in_the_muse_configs():

@@ -14,6 +14,9 @@ PLUGIN_MODULES = (
     "qunlearn.unlearn.simnpo",
     "qunlearn.unlearn.pruning",
     "qunlearn.unlearn.task_vector",
+    "qunlearn.unlearn.rmu",
+    "qunlearn.unlearn.blur",
+    "qunlearn.unlearn.quant_aware",
     # quantizers
     "qunlearn.quantize.none",
     "qunlearn.quantize.cast",

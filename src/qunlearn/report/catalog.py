@@ -84,7 +84,7 @@ ITEMS = (
     _study("lr_sweep"),
     _study("epochs_ablation"),
     _study("loss_variants"),
-    _study("rmu"),  # rebuttal (BOOKS); no rows until an `rmu` method is registered and configured
+    _study("rmu"),  # rebuttal (BOOKS); no rows until a method of the RMU family is configured
     # rule aggregate_attacks: the recovery attacks (no rows when no attack is configured)
     Item("table", "recovery", "aggregate_attacks", TABLE_FORMATS, ("evals",), "tab:recovery", "%.6g", "{:.2f}"),
     Item(

@@ -22,8 +22,8 @@ STUDY_TABLES = {
     "loss_variants": ("loss_variant", ["loss"]),
 }
 NUMERIC = ("alpha", "lr", "epochs")
-# The method of the rebuttal's RMU table. No such method is registered yet (the method-zoo issue adds
-# it): until a config lists one, the table has no rows.
+# The family of the rebuttal's RMU table: ``rmu`` (WMDP's RMU) and ``rmu_release`` (the variant the
+# paper's release ran) declare it; until a config lists one of them, the table has no rows.
 RMU = "rmu"
 
 
@@ -97,12 +97,14 @@ def sure_table(df, ret, cfg: ReportConfig, headline_ids: list[tuple[str, str]]) 
 
 
 def rmu_table(df, ret, cfg: ReportConfig, headline_ids: list[tuple[str, str]]) -> pd.DataFrame:
-    """The rebuttal's RMU table (MUSE-Books): RMU's headline arm beside the utility-constrained
-    methods' at full precision and the quantized scheme; empty while no ``rmu`` arm is configured."""
+    """The rebuttal's RMU table (MUSE-Books): the headline arms of the RMU family (``rmu``,
+    ``rmu_release``) beside the utility-constrained methods' at full precision and the quantized
+    scheme; empty while no method of the family is configured."""
     method = lambda mid: mid.split("/")[1]  # noqa: E731  (headline ids are unlearned arms)
-    if not any(method(mid) == RMU for _, mid in headline_ids):
+    rmu = {method(mid) for _, mid in headline_ids if METHODS[method(mid)].family == RMU}
+    if not rmu:
         return pd.DataFrame()
-    keep = {RMU, *cfg.utility_constrained}
+    keep = {*rmu, *cfg.utility_constrained}
     arms = [(ds, mid) for ds, mid in headline_ids if method(mid) in keep]
     return study_table(df, ret, arms, ["lr"], [cfg.full_precision_scheme, cfg.quantized_scheme])
 
