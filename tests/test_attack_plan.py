@@ -30,7 +30,7 @@ ATTACKS = {
 @pytest.fixture
 def config(default_config):
     cfg = copy.deepcopy(default_config)
-    cfg.setdefault("attacks", copy.deepcopy(ATTACKS))
+    cfg["attacks"] = copy.deepcopy(ATTACKS)
     return cfg
 
 

@@ -420,7 +420,10 @@ def test_dry_run_of_the_zoo_plans_one_fine_tune(zoo_config, tmp_path):
     jobs = planned_jobs("--configfile", str(path))
     exp = Experiment(zoo_config)
     assert jobs["prepare_method"] == 1
-    # ga_gdr: 3 grid + selected; npo_gdr: 2 + selected; pruning: 1; task vector: 2 + selected
-    assert jobs["unlearn"] == len(exp.unlearn_jobs()) == 4 + 3 + 1 + 3
+    # per method: its grid and the selected arm (two or more alphas), else the one arm
+    methods = zoo_config["unlearn"]["methods"]
+    n_arms = sum(len(m["alphas"]) + 1 if len(m.get("alphas") or []) > 1 else 1 for m in methods.values())
+    assert methods["task_vector"]["alphas"] == [1, 5] and n_arms >= 3 + 1 + 3
+    assert jobs["unlearn"] == len(exp.unlearn_jobs()) == n_arms
     assert jobs["evaluate"] == len(exp.evaluations)
     json.dumps(exp.prepare_params("synth", "task_vector"))  # a JSON param
