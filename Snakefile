@@ -43,6 +43,7 @@ include: "workflow/rules/pretrained.smk"
 include: "workflow/rules/prepare.smk"
 include: "workflow/rules/unlearn.smk"
 include: "workflow/rules/attack.smk"
+include: "workflow/rules/deploy.smk"
 include: "workflow/rules/quantize.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/analysis.smk"
@@ -70,3 +71,4 @@ rule all:
     default_target: True
     input:
         paper_outputs(),
+        EXP.deployment_eval_files(),

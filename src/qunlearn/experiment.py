@@ -24,6 +24,9 @@ Planning vocabulary:
 - an *attack job* (``attacks``) applies one point of a recovery attack's grid to a headline arm
   or a control base; its output is the derived id ``derived/<attack>/<k>~<v>.../of/<parent>``,
   evaluated at ``attacks.schemes`` like any model (docs "Recovery attacks");
+- a *deployment* of a headline arm (or replicate) of a method whose spec declares ``deployments``
+  (e.g. ihl_fila's ``adapter_on_quantized``) is the derived id ``derived/deploy/mode~<mode>/of/<arm>``
+  (rule ``deploy``, qunlearn.deploy), evaluated at the arm's schemes;
 - an *evaluation* is (dataset, model id, scheme).
 """
 
@@ -33,7 +36,7 @@ import dataclasses
 from functools import cached_property
 from typing import Any
 
-from . import external, paths
+from . import deploy, external, paths
 from .config import (
     MOVED_UNLEARN_KEYS,
     AttacksConfig,
@@ -637,7 +640,39 @@ class Experiment:
         for ds, mid in self._attack_jobs:  # the attacked model, and its parent for the curve's origin
             parent = paths.parse_model_id(mid).parent
             out |= {(ds, m, s) for m in (mid, parent) for s in self.attack_schemes(ds)}
+        for ds, mid in self._deploy_jobs:  # a deployment mode: at its arm's schemes
+            out |= {(ds, mid, s) for s in self.model_schemes_of_arm(ds, paths.parse_model_id(mid).parent)}
         return sorted(out)
+
+    # ---- deployment modes (spec trait ``deployments``) ---------------------------------------------
+    @cached_property
+    def _deploy_jobs(self) -> list[tuple[str, str]]:
+        """(dataset, derived id) of every deployment: each deployment mode of each headline arm and
+        replicate of a method whose spec declares ``deployments``."""
+        return [
+            (a.dataset, deploy.deploy_id(a.model_id, mode))
+            for a in sorted(self.headline_arms() + self.replicate_arms())
+            for mode in self.method_specs[a.method].deployments
+        ]
+
+    def deploy_jobs(self, dataset: str | None = None) -> list[str]:
+        return [mid for ds, mid in self._deploy_jobs if dataset is None or ds == dataset]
+
+    def model_schemes_of_arm(self, dataset: str, model_id: str) -> list[str]:
+        """The schemes a headline arm or replicate is evaluated at (its method's headline schemes)."""
+        return self.headline_schemes(dataset, paths.parse_model_id(model_id).method)
+
+    def deploy_inputs(self, dataset: str, model_id: str) -> dict[str, str]:
+        return {"model": paths.model_dir(dataset, paths.parse_model_id(model_id).parent)}
+
+    def deploy_params(self, model_id: str) -> dict:
+        return {"mode": dict(paths.parse_model_id(model_id).settings)["mode"]}
+
+    def deployment_eval_files(self) -> list[str]:
+        """The evaluations of every deployment (rule all asks for them; the tables read the merged
+        arms only)."""
+        jobs = set(self._deploy_jobs)
+        return [paths.eval_file(ds, mid, s) for ds, mid, s in self.evaluations if (ds, mid) in jobs]
 
     @cached_property
     def _model_schemes(self) -> dict[tuple[str, str], list[str]]:

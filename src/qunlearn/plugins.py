@@ -74,6 +74,11 @@ class MethodSpec(PluginSpec):
       dataset and seed (rule ``prepare_method``, output ``models/prepared/<method>/seed~<n>``) trains
       a model with the implementation's ``preparation`` hook, and every arm of the method (each
       alpha) takes it as an input (``edit``'s ``prepared``); empty = none.
+    - ``deployments``: deployment modes (qunlearn.deploy.MODES) the method's model directory supports
+      beside its merged weights, e.g. ``adapter_on_quantized`` (the quantized base with the
+      full-precision adapter on top; the ``artifacts`` hook writes the adapter and the base). Each
+      headline arm of the method gets a derived model ``derived/deploy/mode~<mode>/of/<arm>``,
+      evaluated at the arm's schemes; empty = none.
     """
 
     reference_outputs: tuple[str, ...] = ()
@@ -84,6 +89,7 @@ class MethodSpec(PluginSpec):
     family: str = ""
     gradient_free: bool = False
     preparation: str = ""
+    deployments: tuple[str, ...] = ()
 
     @property
     def needs_reference(self) -> bool:

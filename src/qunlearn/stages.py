@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from . import (
+    deploy,
     registries,  # noqa: F401  (fills the plugin registries that Scheme.from_config reads)
     runtime,
 )
@@ -188,7 +189,7 @@ def unlearn_model(
     from .data.tokenizer import load_tokenizer
     from .models import load_model, save_model
     from .selection import selected_alpha
-    from .unlearn.loop import unlearn
+    from .unlearn.loop import build_method, unlearn
 
     called = {k: str(v) if isinstance(v, Path) else v for k, v in locals().items() if k in _UNLEARN_ARGS}
     started = time.time()
@@ -217,8 +218,18 @@ def unlearn_model(
     # D_r only for a method with a retain term: GA and NPO run on data without raw/retain1
     retain = muse_format.read_texts(data_dir, "raw", "retain1") if spec.needs_retain else []
     loop_started = time.time()
+    method = build_method(cfg)
     history = unlearn(
-        model, tok, forget, retain, cfg, seed, max_length, progress, str(prepared_dir) if prepared_dir else None
+        model,
+        tok,
+        forget,
+        retain,
+        cfg,
+        seed,
+        max_length,
+        progress,
+        str(prepared_dir) if prepared_dir else None,
+        method=method,
     )
     scale = {
         "processes": world,
@@ -235,9 +246,18 @@ def unlearn_model(
         model.load_state_dict(weights)
     with runtime.atomic_dir(out_dir) as tmp:
         save_model(model, tok, tmp)
+        _save_artifacts(method.artifacts(), tmp)
         meta = runtime.build_meta("unlearn", to_dict(cfg), seed, inputs, started, {"history": history, "scale": scale})
         runtime.write_json_atomic(tmp / "meta.json", meta)
     return meta
+
+
+def _save_artifacts(artifacts: dict, out_dir: Path) -> None:
+    """A method's extra files (hook ``artifacts``: name -> (tensors, metadata)), as safetensors."""
+    from safetensors.torch import save_file
+
+    for name, (tensors, metadata) in artifacts.items():
+        save_file(tensors, str(Path(out_dir) / name), metadata=metadata)
 
 
 _UNLEARN_ARGS = (
@@ -450,6 +470,8 @@ def evaluate_model(
         qinfo = quantize_model(model, scfg)
     else:
         model, qinfo = load_quantized(model_dir, scfg)
+    if deploy.marker(model_dir) is not None:  # the quantized base with its full-precision adapter on top
+        qinfo["deployment"] = deploy.attach(model, model_dir)
     result = evaluate_all(model, tok, data_dir, ecfg, progress, groups)
     out = {
         "model_dir": str(model_dir),
@@ -517,6 +539,7 @@ def quantize_checkpoint(
         save_file(
             {f"{name}.{k}": v for name, d in codes.items() for k, v in d.items()}, str(tmp / "quant_codes.safetensors")
         )
+        deploy.copy_marker(model_dir, tmp)  # a deployment's adapter rides on its quantized base
         meta = runtime.build_meta(
             "quantize",
             {"scheme": s},

@@ -7,7 +7,7 @@
 import json
 from pathlib import Path
 
-from qunlearn import paths
+from qunlearn import deploy, paths
 from qunlearn.config import LOSS_VARIANTS, ConfigError
 from qunlearn.experiment import Experiment
 from qunlearn.report import catalog
@@ -41,6 +41,7 @@ wildcard_constraints:
     attack=_alt(EXP.attacks.runs),
     point=paths.POINT_REGEX,
     parent=paths.MODEL_ID_REGEX,
+    mode=_alt(deploy.MODES),
 
 
 def as_json(obj):
@@ -51,6 +52,14 @@ def as_json(obj):
 def derived_of(w):
     """The derived model id of an attack job's wildcards."""
     return paths.DERIVED.format(attack=w.attack, point=w.point, parent=w.parent)
+
+
+DEPLOY_PATTERN = deploy.PATTERN
+
+
+def deploy_of(w):
+    """The derived model id of a deploy job's wildcards."""
+    return deploy.PATTERN.format(mode=w.mode, parent=w.parent)
 
 
 def arm_of(w):

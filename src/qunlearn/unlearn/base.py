@@ -48,6 +48,11 @@ class UnlearningMethod:
         """Make state of the method's own before the first step (e.g. a control vector); the
         reference is None unless the spec declares ``reference_outputs``."""
 
+    def setup_from_data(self, model, forget_batches: list[dict], retain_batches: list[dict]) -> None:
+        """State that needs the data, after ``setup`` and before ``trainable_parameters``: the
+        collated batches of D_f (and of D_r when the spec ``needs_retain``), in order. E.g. a
+        Fisher-weighted initialisation of adapters it inserts into ``model`` in place (ihl_fila)."""
+
     def trainable_parameters(self, model) -> dict[str, torch.nn.Parameter]:
         """The parameters the optimizer updates (and gradients are clipped and transformed over).
         A method that trains a subset freezes the others here, so no gradient is computed for them."""
@@ -91,6 +96,17 @@ class UnlearningMethod:
         """The lr factor after ``n`` optimizer steps as a function ``n -> factor``, or None: a
         constant lr (every unlearning method; the loop then builds no scheduler at all)."""
         return None
+
+    def finish(self, model) -> dict:
+        """After the last step: undo what ``setup`` wrapped (e.g. merge adapters into the weights,
+        so the saved model is the plain architecture); returns extra history entries."""
+        return {}
+
+    def artifacts(self) -> dict[str, tuple[dict[str, torch.Tensor], dict[str, str]]]:
+        """Extra safetensors files the unlearn job writes into the model directory beside the
+        weights: file name -> (tensors, metadata). E.g. an adapter and its base for a deployment
+        mode (spec trait ``deployments``, qunlearn.deploy)."""
+        return {}
 
     # ---- gradient-free methods (spec trait ``gradient_free``) ------------------------------------
     def edit(self, model, forget_batches: list[dict], retain_batches: list[dict], prepared: str | None):

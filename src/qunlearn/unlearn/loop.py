@@ -28,6 +28,7 @@ from .. import distributed
 from ..batching import collate, encode, epoch_batches, to_device
 from ..config import UnlearnConfig
 from ..memory import enable_gradient_checkpointing, frozen_reference, make_optimizer
+from .base import UnlearningMethod
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +113,17 @@ def unlearn(
         if reference is not None:
             distributed.shard(reference)
     method.setup(model, reference, tokenizer)
+    forget = encode(tokenizer, forget_texts, max_length, cfg.data_format)
+    retain = encode(tokenizer, retain_texts, max_length, cfg.data_format) if spec.needs_retain else []
+    if type(method).setup_from_data is not UnlearningMethod.setup_from_data:  # only who needs the batches
+        method.setup_from_data(
+            model,
+            _batches(forget, tokenizer.pad_token_id, cfg.batch_size, device),
+            _batches(retain, tokenizer.pad_token_id, cfg.batch_size, device),
+        )
     params = method.trainable_parameters(model)
     if cfg.gradient_checkpointing:
         enable_gradient_checkpointing(model)
-    forget = encode(tokenizer, forget_texts, max_length, cfg.data_format)
-    retain = encode(tokenizer, retain_texts, max_length, cfg.data_format) if spec.needs_retain else []
     gen = torch.Generator().manual_seed(seed)
     retain_cycle = Cycle(len(retain), cfg.batch_size, gen) if retain else None
     opt = make_optimizer(params.values(), cfg.optimizer, cfg.lr, cfg.weight_decay)
@@ -160,8 +167,14 @@ def unlearn(
         if not all(torch.isfinite(torch.tensor(v)) for v in row.values()):
             raise FloatingPointError(f"unlearning diverged at epoch {epoch}: {row}")
     history["local_state_mb"] = _local_state_mb(params, opt)
+    history.update(method.finish(model))
     model.eval()
     return history
+
+
+def _batches(examples, pad, bs, device) -> list[dict]:
+    """The collated batches of ``examples`` in order (no shuffling)."""
+    return [to_device(collate(examples[i : i + bs], pad), device) for i in range(0, len(examples), bs)]
 
 
 def _edit(method, model, tokenizer, forget_texts, retain_texts, cfg, max_length, prepared) -> dict:
