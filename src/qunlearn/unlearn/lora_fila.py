@@ -208,9 +208,9 @@ class IHLFILA(UnlearningMethod):
         adapter, base = {}, {}
         for n in self.names:
             layer = model.get_submodule(n)
-            adapter[f"{n}.lora_A"] = layer.lora_A["default"].weight.detach().float().cpu().contiguous()
-            adapter[f"{n}.lora_B"] = layer.lora_B["default"].weight.detach().float().cpu().contiguous()
-            base[f"{n}.weight"] = layer.base_layer.weight.detach().cpu().contiguous()
+            adapter[f"{n}.lora_A"] = layer.lora_A["default"].weight.detach().float().cpu().clone()
+            adapter[f"{n}.lora_B"] = layer.lora_B["default"].weight.detach().float().cpu().clone()
+            base[f"{n}.weight"] = layer.base_layer.weight.detach().cpu().clone()  # merging writes into it
         scaling = model.get_submodule(self.names[0]).scaling["default"]
         self._artifacts = {
             ADAPTER_FILE: (adapter, {"scaling": repr(float(scaling)), "format": "qunlearn-lora"}),
