@@ -19,7 +19,7 @@ import time
 
 import yaml
 
-from qunlearn import paths, stages
+from qunlearn import deploy, paths, stages
 from qunlearn.experiment import Experiment
 
 R = "results/synth"
@@ -53,23 +53,34 @@ def main() -> None:
             target, f"{R}/data", model_dir, params, exp.model.max_length, exp.seed, 1, False, prepared_dir=prepared
         )
         out = {"seconds": round(time.time() - started, 1), "last_step": meta["history"]["epochs"][-1]}
-        for s in ("fp32", "rtn4"):
-            ev = stages.evaluate_model(
-                model_dir,
-                f"{R}/data",
-                paths.eval_file("synth", arm.model_id, s),
-                exp.scheme_params(s),
-                exp.evaluate_params("synth"),
-                exp.seed,
-                1,
-                scheme_name=s,
-                progress=False,
-            )["metrics"]
-            with open(paths.eval_file("synth", "target", s)) as fh:
-                t = json.load(fh)["metrics"]
-            retention = 0.5 * (ev["verbmem_f"] / t["verbmem_f"] + ev["knowmem_f"] / t["knowmem_f"])
-            out[s] = {"M1": ev["verbmem_f"], "M2": ev["knowmem_f"], "M4": ev["knowmem_r"], "retention": retention}
         print(m, json.dumps(out), flush=True)
+        # the merged model, then each deployment mode its spec declares (qunlearn.deploy)
+        for mid in [arm.model_id] + [deploy.deploy_id(arm.model_id, d) for d in exp.method_specs[m].deployments]:
+            if mid != arm.model_id:
+                mode = dict(paths.parse_model_id(mid).settings)["mode"]
+                deploy.write_deployment(model_dir, paths.model_dir("synth", mid), mode)
+            print(m, mid, json.dumps(evaluate(exp, mid)), flush=True)
+
+
+def evaluate(exp, mid: str) -> dict:
+    out = {}
+    for s in ("fp32", "rtn4"):
+        ev = stages.evaluate_model(
+            paths.model_dir("synth", mid),
+            f"{R}/data",
+            paths.eval_file("synth", mid, s),
+            exp.scheme_params(s),
+            exp.evaluate_params("synth"),
+            exp.seed,
+            1,
+            scheme_name=s,
+            progress=False,
+        )["metrics"]
+        with open(paths.eval_file("synth", "target", s)) as fh:
+            t = json.load(fh)["metrics"]
+        retention = 0.5 * (ev["verbmem_f"] / t["verbmem_f"] + ev["knowmem_f"] / t["knowmem_f"])
+        out[s] = {"M1": ev["verbmem_f"], "M2": ev["knowmem_f"], "M4": ev["knowmem_r"], "retention": retention}
+    return out
 
 
 if __name__ == "__main__":
