@@ -171,7 +171,12 @@ AGGREGATES = {
     "paper_quant": 1,
     "all": 1,
 }
+ATTACK_TABLES = {"aggregate_attacks": 1, "paper_attacks": 1}
 _CI = yaml.safe_load(CI_CONFIG.read_text())
+# attacks: one point of each attack on npo_gdr's headline arm (A jobs) and on the retrain model,
+# each evaluated at the attack schemes
+A = len(_CI["attacks"]["runs"])
+AS = len(_CI["attacks"]["schemes"])
 S = len(_CI["quantize"]["schemes"])  # schemes (bases and headline arms are evaluated at all of them)
 C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("gptq", "awq")])  # calibrated
 
@@ -206,15 +211,18 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
         (
             "the alpha of a single-alpha method",
             lambda c: c["unlearn"]["methods"]["npo_gdr"].update(alphas=[2]),
-            # npo_gdr's headline arm and its replicate, its epochs and loss-variant arms
+            # npo_gdr's headline arm and its replicate, its epochs and loss-variant arms, and the
+            # attacks on its headline arm
             {
                 "select_alpha": 1,
                 "unlearn": 3,
                 "unlearn_seeded": 1,
-                "evaluate": 2 * S + 2 + 2,
+                "attack": A,
+                "evaluate": 2 * S + 2 + 2 + A * AS,
                 "quantize": 2 * C,
                 "analysis": 2,
                 **AGGREGATES,
+                **ATTACK_TABLES,
             },
         ),
         (
@@ -223,10 +231,12 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
             {
                 "unlearn": 3,
                 "unlearn_seeded": 1,
-                "evaluate": 2 * S + 2 + 2,
+                "attack": A,
+                "evaluate": 2 * S + 2 + 2 + A * AS,
                 "quantize": 2 * C,
                 "analysis": 2,
                 **AGGREGATES,
+                **ATTACK_TABLES,
             },
         ),
         (
@@ -241,11 +251,13 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
             {
                 "unlearn": 7,
                 "unlearn_seeded": 2,
-                "evaluate": 2 + 5 * S + 2 + 2,
+                "attack": A,
+                "evaluate": 2 + 5 * S + 2 + 2 + A * AS,
                 "quantize": 5 * C,
                 "analysis": 5,
                 "select_alpha": 1,
                 **AGGREGATES,
+                **ATTACK_TABLES,
             },
         ),
         (
@@ -257,20 +269,22 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
         (
             "a GPTQ setting",
             lambda c: c["quantize"]["schemes"]["gptq"].update(dampening=0.02),
-            {"quantize": 7, "evaluate": 7, "analysis": 5, **AGGREGATES},
+            # npo_gdr's and the target's GPTQ evaluations are robust retention's (a 4-bit scheme)
+            {"quantize": 7, "evaluate": 7, "analysis": 5, **AGGREGATES, **ATTACK_TABLES},
         ),
         # every evaluation; the remade grid evaluations redo ga_gdr's selection and so the arms reading it
         (
             "an evaluation setting",
             lambda c: c["evaluate"].update(mink_k=0.2),
             {
-                "evaluate": 7 * S + 8,
+                "evaluate": 7 * S + 8 + 2 * A * AS,
                 "select_alpha": 1,
                 "unlearn": 3,
                 "unlearn_seeded": 1,
                 "quantize": 3 * C,
                 "analysis": 3,
                 **AGGREGATES,
+                **ATTACK_TABLES,
             },
         ),
         # aggregate_quant draws its figures itself, so it reruns too (its tables come out unchanged)
@@ -290,10 +304,12 @@ C = len([s for s in _CI["quantize"]["schemes"].values() if s["quantizer"] in ("g
                 "select_alpha": 1,
                 "unlearn": 8,
                 "unlearn_seeded": 2,
-                "evaluate": 7 * S + 8,
+                "attack": 2 * A,
+                "evaluate": 7 * S + 8 + 2 * A * AS,
                 "quantize": 7 * C,
                 "analysis": 5,
                 **AGGREGATES,
+                **ATTACK_TABLES,
             },
         ),
     ],

@@ -564,13 +564,26 @@ class Experiment:
         }
 
     def attack_report_evals(self) -> list[str]:
-        """The evals the attack tables read: every attacked model's, every parent's and the
-        target's at every scheme they are evaluated at (robust retention takes the parents' 4-bit
-        schemes too)."""
-        ids = {(ds, "target") for ds in self.attack_datasets()}
-        for ds, mid in self._attack_jobs:
-            ids |= {(ds, mid), (ds, paths.parse_model_id(mid).parent)}
-        return [paths.eval_file(ds, mid, s) for ds, mid, s in self.evaluations if (ds, mid) in ids]
+        """The evals the attack tables read: every attacked model's; every parent's and the
+        target's at the attack schemes, full precision and every 4-bit scheme (robust retention's
+        columns), so a scheme of other bits leaves the attack tables alone."""
+        if not self._attack_jobs:
+            return []
+        columns = self.attack_table_schemes()
+        attacked = {(ds, mid) for ds, mid in self._attack_jobs}
+        parents = {(ds, "target") for ds in self.attack_datasets()}
+        parents |= {(ds, paths.parse_model_id(mid).parent) for ds, mid in self._attack_jobs}
+        return [
+            paths.eval_file(ds, mid, s)
+            for ds, mid, s in self.evaluations
+            if (ds, mid) in attacked or ((ds, mid) in parents and s in columns)
+        ]
+
+    def attack_table_schemes(self) -> list[str]:
+        """The schemes the attack tables report: the attack schemes, full precision and every
+        4-bit scheme (robust retention's columns)."""
+        columns = {*self.attacks.schemes, self.report.full_precision_scheme}
+        return [s for s, v in self.schemes.items() if s in columns or v.nominal_bits == 4]
 
     def attacked_headlines(self) -> dict[str, dict[str, str]]:
         """dataset -> attacked method -> its headline model id (the robust-retention rows)."""

@@ -18,7 +18,7 @@ rule aggregate_attacks:
         headline=as_json(EXP.attacked_headlines()),
         data_dirs=as_json({ds: EXP.data_dir(ds) for ds in EXP.attack_datasets()} if EXP.attacks.runs else {}),
         report=as_json(EXP.report_table_params()),
-        schemes=as_json(EXP.scheme_table()),
+        schemes=as_json({s: EXP.scheme_table()[s] for s in EXP.attack_table_schemes()}),
     script:
         f"{SCRIPTS}/aggregate_attacks.py"
 
