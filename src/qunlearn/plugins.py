@@ -74,6 +74,10 @@ class MethodSpec(PluginSpec):
       dataset and seed (rule ``prepare_method``, output ``models/prepared/<method>/seed~<n>``) trains
       a model with the implementation's ``preparation`` hook, and every arm of the method (each
       alpha) takes it as an input (``edit``'s ``prepared``); empty = none.
+    - ``reads_splits``: raw splits beyond D_f and D_r it reads during unlearning (e.g. LLM
+      Surgery's ``update``): stages.unlearn_model reads ``raw/<split>``, the loop cycles its batches
+      alongside D_r's and passes them to ``losses`` as ``extra={split: batch}``; a dataset without
+      the split rejects the method at config time (data/entities.py ``dataset_has_raw_split``).
     """
 
     reference_outputs: tuple[str, ...] = ()
@@ -84,6 +88,7 @@ class MethodSpec(PluginSpec):
     family: str = ""
     gradient_free: bool = False
     preparation: str = ""
+    reads_splits: tuple[str, ...] = ()
 
     @property
     def needs_reference(self) -> bool:

@@ -17,6 +17,7 @@ PLUGIN_MODULES = (
     "qunlearn.unlearn.rmu",
     "qunlearn.unlearn.blur",
     "qunlearn.unlearn.quant_aware",
+    "qunlearn.unlearn.surgery",
     # quantizers
     "qunlearn.quantize.none",
     "qunlearn.quantize.cast",

@@ -216,9 +216,19 @@ def unlearn_model(
     forget = muse_format.read_texts(data_dir, "raw", "forget")
     # D_r only for a method with a retain term: GA and NPO run on data without raw/retain1
     retain = muse_format.read_texts(data_dir, "raw", "retain1") if spec.needs_retain else []
+    extra = {split: muse_format.read_texts(data_dir, "raw", split) for split in spec.reads_splits}
     loop_started = time.time()
     history = unlearn(
-        model, tok, forget, retain, cfg, seed, max_length, progress, str(prepared_dir) if prepared_dir else None
+        model,
+        tok,
+        forget,
+        retain,
+        cfg,
+        seed,
+        max_length,
+        progress,
+        str(prepared_dir) if prepared_dir else None,
+        extra_texts=extra,
     )
     scale = {
         "processes": world,
