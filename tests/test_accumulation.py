@@ -40,7 +40,8 @@ def run(corpus, method, **kw):
     cfg = UnlearnConfig(method=method, alpha=1.0, lr=1e-3, epochs=2, batch_size=8, **kw)
     forget = muse_format.read_texts(d, "raw", "forget")
     retain = muse_format.read_texts(d, "raw", "retain1")
-    hist = unlearn(model, tok, forget, retain, cfg, seed=0, max_length=64, progress=False)
+    extra = {split: muse_format.read_texts(d, "raw", split) for split in METHODS[method].reads_splits}
+    hist = unlearn(model, tok, forget, retain, cfg, seed=0, max_length=64, progress=False, extra_texts=extra)
     return model.state_dict(), hist
 
 

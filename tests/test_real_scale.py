@@ -15,6 +15,7 @@ from qunlearn import resources
 from qunlearn.config import ModelConfig
 from qunlearn.experiment import Experiment
 from qunlearn.paths import BASES
+from qunlearn.registries import METHODS
 
 MUSE_CONFIGS = ["configs/muse-news.yaml", "configs/muse-books.yaml"]
 
@@ -54,6 +55,8 @@ def expected_jobs(cfg: dict) -> dict:
         "aggregate": 1,
         "figures": 1,
         "aggregate_quant": 1,
+        "aggregate_attacks": 1,  # always planned (no rows without attacks)
+        "paper_attacks": 1,
         "paper_numbers": 1,
         "paper_includes": 1,
         "paper_assets": 1,
@@ -72,12 +75,14 @@ def jobs_per_table(cfg: dict) -> dict[str, dict[str, int]]:
     (the same models quantized and evaluated with the calibrated schemes), the SURE table (the SURE
     headline arms at their schemes), the alpha table (each grid at the selection's schemes), the lr
     sweep and the epochs ablation (their extra arms at their schemes), the weight-change table (one
-    analysis per headline arm) and the RMU table (nothing until an `rmu` method is configured)."""
+    analysis per headline arm) and the RMU table (the headline arms of the RMU family, at every
+    scheme, counted from the config's methods)."""
     (ds,) = cfg["datasets"]
     u, sweeps, schemes = cfg["unlearn"], cfg.get("sweeps") or {}, cfg["quantize"]["schemes"]
     methods = u["methods"]
     sure = [m for m in methods if m.endswith("_sure")]
-    plain = [m for m in methods if m not in sure]
+    rmu = [m for m in methods if METHODS[m].family == "rmu"]
+    plain = [m for m in methods if m not in sure and m not in rmu]
     cal = [s for s, v in schemes.items() if v["quantizer"] in ("gptq", "awq")]
     uncal = [s for s in schemes if s not in cal]
     lr_of = lambda m: float(methods[m].get("lr", u["lr"]))  # noqa: E731
@@ -98,7 +103,12 @@ def jobs_per_table(cfg: dict) -> dict[str, dict[str, int]]:
         "lr_sweep": {"unlearn": lr_extra, "evaluate": lr_extra * len(lr["schemes"]) if lr else 0},
         "epochs_ablation": {"unlearn": ep_extra, "evaluate": ep_extra * len(ep["schemes"]) if ep else 0},
         "weight_change": {"analysis": len(methods)},
-        "rmu": {},
+        "rmu": {
+            "select_alpha": len(rmu),
+            "unlearn": len(rmu),
+            "quantize": len(rmu) * len(cal),
+            "evaluate": len(rmu) * len(schemes),
+        },
     }
 
 
@@ -136,7 +146,8 @@ def test_the_muse_configs_have_the_papers_sure_variants():
         sure = {m: v for m, v in methods.items() if m.endswith("_sure")}
         assert set(sure) == {"ga_gdr_sure", "ga_klr_sure", "npo_gdr_sure", "npo_klr_sure"}
         assert all(v["percentile"] == 90 and v["lr"] > load(path)["unlearn"]["lr"] for v in sure.values())
-        assert "rmu" not in methods  # registered, not configured here: its table stays empty
+        # the rebuttal's RMU row at the source's settings for 32-layer models
+        assert methods["rmu"] == {"alphas": [100], "lr": 5e-5, "layer": 7, "steering_coeff": 20}
 
 
 def test_paper_settings_in_the_muse_configs():

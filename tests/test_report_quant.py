@@ -115,3 +115,59 @@ def test_analysis_paths_share_the_eval_grammar():
     }
     with pytest.raises(ValueError, match="not an analysis output path"):
         parse_analysis_path("results/synth/eval/target/fp32.json")
+
+
+def test_zoo_table_on_hand_made_frames(tmp_path):
+    """Retention at fp32/8/4 bits, M4 relative to the target, codes changed at the quantized scheme
+    and robust retention's worst case, traced from hand-written evals and analysis rows."""
+    from qunlearn.report.quant import zoo_table
+
+    schemes = {**SCHEMES, "rtn8": {"quantizer": "rtn", "bits": 8, "group_size": 128, "nominal_bits": 8}}
+    arm2 = "unlearn/rmu/alpha~100/lr~0.001/epochs~40/loss~faithful"
+    # (model_id, scheme) -> (M1, M2, M4)
+    scores = {
+        ("target", "fp32"): (1.0, 0.8, 0.5),
+        ("target", "rtn8"): (1.0, 0.8, 0.5),
+        ("target", "rtn4"): (0.9, 0.8, 0.5),
+        ("retrain", "fp32"): (0.2, 0.1, 0.5),
+        (ARM, "fp32"): (0.2, 0.4, 0.4),
+        (ARM, "rtn8"): (0.3, 0.4, 0.4),
+        (ARM, "rtn4"): (0.9, 0.4, 0.45),
+        (arm2, "fp32"): (0.1, 0.0, 0.25),
+        (arm2, "rtn4"): (0.45, 0.4, 0.25),
+    }
+    evals = []
+    for (mid, scheme), (m1, m2, m4) in scores.items():
+        p = tmp_path / "results/synth/eval" / mid / f"{scheme}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": 0.3}}))
+        evals.append(str(p))
+    cfg = from_dict(ReportConfig, {"utility_constrained": ["ga_gdr"]})
+    df = long_metrics(evals, cfg)
+    wc = pd.DataFrame(
+        [
+            {"dataset": "synth", "method": "ga_gdr", "alpha": "2", "lr": "3e-05", "scheme": "rtn4", "scope": "overall"}
+            | {"frac_codes_changed": 0.002},
+            {"dataset": "synth", "method": "ga_gdr", "alpha": "2", "lr": "3e-05", "scheme": "rtn4", "scope": "layer:0"}
+            | {"frac_codes_changed": 0.5},
+        ]
+    )
+    robust = pd.DataFrame([{"dataset": "synth", "method": "ga_gdr", "worst": 0.95, "worst_at": "relearn n~8 @ rtn4"}])
+    zoo = zoo_table(df, wc, robust, schemes, cfg).set_index("method")
+    assert list(zoo.index) == ["ga_gdr", "rmu"]
+    cols = ["retention_fp32", "retention_rtn8", "retention_rtn4", "m4_rel", "pct_codes_changed_rtn4"]
+    assert [c for c in zoo.columns if c in cols] == cols
+    ga, rmu = zoo.loc["ga_gdr"], zoo.loc["rmu"]
+    assert ga.retention_fp32 == pytest.approx((0.2 + 0.5) / 2)
+    assert ga.retention_rtn8 == pytest.approx((0.3 + 0.5) / 2)
+    assert ga.retention_rtn4 == pytest.approx((1.0 + 0.5) / 2)
+    assert ga.m4_rel == pytest.approx(0.8) and rmu.m4_rel == pytest.approx(0.5)
+    assert ga.pct_codes_changed_rtn4 == pytest.approx(0.2)
+    assert pd.isna(rmu.retention_rtn8) and pd.isna(rmu.pct_codes_changed_rtn4)
+    assert rmu.retention_rtn4 == pytest.approx((0.5 + 0.5) / 2)
+    assert ga.robust_worst == pytest.approx(0.95) and ga.robust_worst_at == "relearn n~8 @ rtn4"
+    assert pd.isna(rmu.robust_worst)
+    # no attacks: no robust column; no 8-bit scheme evaluated: no 8-bit column
+    bare = zoo_table(df[df.scheme != "rtn8"], wc, pd.DataFrame(), schemes, cfg)
+    assert "robust_worst" not in bare and "retention_rtn8" not in bare
+    assert len(bare) == 2

@@ -151,6 +151,7 @@ class Experiment:
         for m in self.unlearn.methods:
             self._check_scheme_subset(f"unlearn.methods.{m}.schemes", self.method_settings[m].schemes)
             self.selection_source(next(iter(self.datasets)), m)  # alphas present or inherited
+        self._check_method_splits()
         for s in self.unlearn.alpha_selection.schemes:
             self._known_scheme(s, "unlearn.alpha_selection.schemes")
         for m in self.seeds.methods or []:
@@ -177,6 +178,21 @@ class Experiment:
             self.unlearn_params(arm)  # validates every job's UnlearnConfig
         self._check_external()
         self._check_attacks()
+
+    def _check_method_splits(self) -> None:
+        """Every split a method's spec ``reads_splits`` is in the data of each dataset it runs on."""
+        from .data import entities
+
+        for ds in self.datasets:
+            data_cfg = self.datasets[self.owner(ds)]
+            for m in self.dataset_methods(ds):
+                for split in self.method_specs[m].reads_splits:
+                    if not entities.dataset_has_raw_split(data_cfg, split):
+                        raise ConfigError(
+                            f"unlearn.methods.{m}: method {m!r} reads the split raw/{split}, which dataset "
+                            f"{ds!r} (source: {data_cfg.source}) does not have; drop the method or restrict it "
+                            f"to other datasets (datasets.{ds}.methods)"
+                        )
 
     def _check_attacks(self) -> None:
         """Names, schemes and datasets of the attacks section, and what each attack needs of the

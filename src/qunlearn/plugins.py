@@ -79,6 +79,10 @@ class MethodSpec(PluginSpec):
       full-precision adapter on top; the ``artifacts`` hook writes the adapter and the base). Each
       headline arm of the method gets a derived model ``derived/deploy/mode~<mode>/of/<arm>``,
       evaluated at the arm's schemes; empty = none.
+    - ``reads_splits``: raw splits beyond D_f and D_r it reads during unlearning (e.g. LLM
+      Surgery's ``update``): stages.unlearn_model reads ``raw/<split>``, the loop cycles its batches
+      alongside D_r's and passes them to ``losses`` as ``extra={split: batch}``; a dataset without
+      the split rejects the method at config time (data/entities.py ``dataset_has_raw_split``).
     """
 
     reference_outputs: tuple[str, ...] = ()
@@ -90,6 +94,7 @@ class MethodSpec(PluginSpec):
     gradient_free: bool = False
     preparation: str = ""
     deployments: tuple[str, ...] = ()
+    reads_splits: tuple[str, ...] = ()
 
     @property
     def needs_reference(self) -> bool:

@@ -18,6 +18,7 @@ PLUGIN_MODULES = (
     "qunlearn.unlearn.blur",
     "qunlearn.unlearn.quant_aware",
     "qunlearn.unlearn.lora_fila",
+    "qunlearn.unlearn.surgery",
     # quantizers
     "qunlearn.quantize.none",
     "qunlearn.quantize.cast",

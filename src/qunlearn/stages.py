@@ -217,6 +217,7 @@ def unlearn_model(
     forget = muse_format.read_texts(data_dir, "raw", "forget")
     # D_r only for a method with a retain term: GA and NPO run on data without raw/retain1
     retain = muse_format.read_texts(data_dir, "raw", "retain1") if spec.needs_retain else []
+    extra = {split: muse_format.read_texts(data_dir, "raw", split) for split in spec.reads_splits}
     loop_started = time.time()
     method = build_method(cfg)
     history = unlearn(
@@ -230,6 +231,7 @@ def unlearn_model(
         progress,
         str(prepared_dir) if prepared_dir else None,
         method=method,
+        extra_texts=extra,
     )
     scale = {
         "processes": world,

@@ -14,4 +14,5 @@ with job_logging(snakemake.log[0]):
         param(snakemake, "schemes"),
         dict(snakemake.output.items()),
         snakemake.input.intervals_csv,
+        snakemake.input.get("robust_retention_csv"),
     )

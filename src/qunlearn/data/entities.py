@@ -102,3 +102,11 @@ def subset_scores(eval_json: dict, keep: set[str]) -> dict[str, float]:
             raise ValueError(f"subset_scores: no {spec.name} item is about any of {sorted(keep)}")
         out[spec.key] = float(np.mean(scores))
     return out
+
+
+def dataset_has_raw_split(dataset_cfg: DatasetConfig, split: str) -> bool:
+    """Whether the dataset's data will hold ``raw/<split>`` (a method's ``reads_splits``): MUSE's
+    raw splits every source writes; ``update`` only where :func:`dataset_has_update_split`."""
+    if split == "update":
+        return dataset_has_update_split(dataset_cfg)
+    return split in ("forget", "retain1", "retain2", "holdout")

@@ -124,6 +124,17 @@ ITEMS = (
         "%.6g",
         "{:.3f}",
     ),
+    # the method zoo (issue 13): retention at 32/8/4 bits, utility, codes changed, robust worst case
+    Item(
+        "table",
+        "zoo",
+        "aggregate_quant",
+        TABLE_FORMATS,
+        ("metrics.csv", "analyses", "robust_retention.csv"),
+        "tab:zoo",
+        "%.6g",
+        "{:.2f}",
+    ),
     Item("figure", "retention_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "codes_changed_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "analyses")),
 )

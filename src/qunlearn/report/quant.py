@@ -16,7 +16,7 @@ import pandas as pd
 from .. import paths, runtime
 from ..config import ReportConfig
 from .frame import MODEL_KEY, parse_eval_path
-from .tables import table1
+from .tables import retention, table1
 
 WEIGHT_COLUMNS = [
     "n_weights",
@@ -154,3 +154,66 @@ def table2_3(df: pd.DataFrame, schemes: dict, cfg: ReportConfig) -> pd.DataFrame
         s for s in scheme_order(schemes) if schemes[s]["quantizer"] in ("gptq", "awq")
     ]
     return table1(df[df.scheme.isin(keep)], keep)
+
+
+def read_optional_table(path: str | Path | None) -> pd.DataFrame:
+    """A table that may be absent or empty (an aggregate_attacks output of a config without attacks)."""
+    if path is None or not Path(path).exists():
+        return pd.DataFrame()
+    try:
+        return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame()
+
+
+def zoo_schemes(schemes: dict, present: set[str], cfg: ReportConfig) -> list[str]:
+    """The zoo table's schemes: full precision, the first 8-bit scheme present (most-bits order, then
+    quantizer family) and the report's quantized (4-bit) scheme; each only where evaluated."""
+    eight = [s for s in scheme_order(schemes) if int(schemes[s]["nominal_bits"]) == 8 and s in present]
+    out = [cfg.full_precision_scheme, *eight[:1], cfg.quantized_scheme]
+    return [s for s in dict.fromkeys(out) if s in present]
+
+
+def zoo_table(
+    df: pd.DataFrame, wc: pd.DataFrame, robust: pd.DataFrame, schemes: dict, cfg: ReportConfig
+) -> pd.DataFrame:
+    """The method zoo, one row per headline arm (``df``: metrics rows, headline and seed-averaged):
+    retention at full precision, 8 and 4 bits (``retention_<scheme>``), M4 relative to the target at
+    full precision (``m4_rel``), the percentage of the quantized scheme's codes that changed
+    (``pct_codes_changed_<scheme>``, from the analysis rows ``wc`` as the weight-change table reads
+    them) and, when the attack tables have rows for it, robust retention's worst case
+    (``robust_worst``, ``robust_worst_at``)."""
+    from .frame import column, wide_metrics
+
+    ret = retention(df)
+    ret = ret[ret.model == "unlearn"]
+    chosen = zoo_schemes(schemes, set(ret.scheme), cfg)
+    out = (
+        ret[ret.scheme.isin(chosen)]
+        .pivot_table(index=KEY, columns="scheme", values="retention", sort=False)
+        .reindex(columns=chosen)
+        .rename(columns=lambda s: f"retention_{s}")
+        .reset_index()
+    )
+    out.columns.name = None
+    m4 = column("knowmem_r")
+    wide = wide_metrics(df[df.scheme == cfg.full_precision_scheme], [m4])
+    target = wide[wide.model == "target"].set_index("dataset")[m4] if m4 in wide else pd.Series(dtype=float)
+    arms = wide[wide.model == "unlearn"].set_index(KEY)[m4] if m4 in wide else pd.Series(dtype=float)
+    out["m4_rel"] = [
+        arms.get(tuple(r[k] for k in KEY), float("nan")) / target.get(r["dataset"], float("nan"))
+        if target.get(r["dataset"], 0) > 0
+        else float("nan")
+        for _, r in out.iterrows()
+    ]
+    q = cfg.quantized_scheme
+    codes = wc[(wc.scope == "overall") & (wc.scheme == q)] if not wc.empty else wc
+    codes = codes.set_index(KEY).frac_codes_changed if not codes.empty else pd.Series(dtype=float)
+    out[f"pct_codes_changed_{q}"] = [
+        100.0 * codes.get(tuple(r[k] for k in KEY), float("nan")) for _, r in out.iterrows()
+    ]
+    if not robust.empty and "worst" in robust:
+        worst = robust.set_index(["dataset", "method"])
+        out["robust_worst"] = [worst.worst.get((r.dataset, r.method), float("nan")) for r in out.itertuples()]
+        out["robust_worst_at"] = [worst.worst_at.get((r.dataset, r.method), "") for r in out.itertuples()]
+    return out.sort_values(["dataset", "method", "alpha", "lr"], kind="stable").reset_index(drop=True)

@@ -16,12 +16,14 @@ from .frame import column, long_metrics, mark_headline, read_metrics, seed_mean
 from .intervals import read_item_scores
 from .quant import (
     method_labels,
+    read_optional_table,
     retention_by_bits,
     retention_by_bits_wide,
     scheme_order,
     table2_3,
     weight_change_long,
     weight_change_summary,
+    zoo_table,
 )
 from .render import write_table
 from .studies import write_studies
@@ -129,11 +131,13 @@ def aggregate_quant(
     schemes: dict,
     out: dict[str, str],
     intervals_csv: str | Path | None = None,
+    robust_csv: str | Path | None = None,
 ) -> None:
     """The tables and figures of rule ``aggregate_quant`` from metrics.csv's headline rows (grid and
     sweep arms are in the study tables; replicates folded into their mean) and the analysis JSONs;
     ``schemes``: scheme -> {quantizer, nominal_bits, **settings}; ``intervals_csv``: the retention
-    intervals drawn as error bars of retention_vs_bits."""
+    intervals drawn as error bars of retention_vs_bits; ``robust_csv``: rule aggregate_attacks'
+    robust_retention.csv (absent or empty: the zoo table has no robust column)."""
     cfg = from_dict(ReportConfig, report_cfg, "report")
     df = read_metrics(metrics_csv)
     with_seeds = df[df.headline].reset_index(drop=True)
@@ -146,6 +150,7 @@ def aggregate_quant(
     write_table(out, "retention_by_bits", rb, retention_by_bits_wide(rb, schemes))
     wc = weight_change_long(analysis_paths, schemes, with_seeds)
     write_table(out, "weight_change", wc, weight_change_summary(wc))
+    write_table(out, "zoo", zoo_table(df, wc, read_optional_table(robust_csv), schemes, cfg))
 
     order = {s: i for i, s in enumerate(scheme_order(schemes))}
     group_size = lambda d: [schemes[s].get("group_size") for s in d.scheme]  # noqa: E731

@@ -95,10 +95,13 @@ def unlearn(
     progress: bool = True,
     prepared: str | None = None,
     method=None,
+    extra_texts: dict[str, list[str]] | None = None,
 ) -> dict:
     """Unlearn ``forget_texts`` from ``model`` in place; returns the loss history. ``prepared``:
     the method's preparatory model (spec trait ``preparation``); ``method``: an already built
-    method to run instead of ``cfg.method``'s (a preparation's trainer)."""
+    method to run instead of ``cfg.method``'s (a preparation's trainer); ``extra_texts``: the
+    texts of the splits the spec ``reads_splits`` ({split: texts}), cycled like D_r and given to
+    ``losses`` as ``extra={split: batch}`` (and to ``term_sizes``; micro-batches split them too)."""
     from tqdm.auto import tqdm
 
     method = method if method is not None else build_method(cfg)
@@ -126,10 +129,19 @@ def unlearn(
         enable_gradient_checkpointing(model)
     gen = torch.Generator().manual_seed(seed)
     retain_cycle = Cycle(len(retain), cfg.batch_size, gen) if retain else None
+    extra = {}
+    for split_name in spec.reads_splits:
+        texts = (extra_texts or {}).get(split_name)
+        if not texts:
+            raise ValueError(f"unlearn: {spec.name} reads split {split_name!r}; no texts of it were given")
+        extra[split_name] = encode(tokenizer, texts, max_length, cfg.data_format)
+    extra_cycles = {k: Cycle(len(v), cfg.batch_size, gen) for k, v in extra.items()}
     opt = make_optimizer(params.values(), cfg.optimizer, cfg.lr, cfg.weight_decay)
     schedule = method.lr_schedule(cfg.epochs * math.ceil(len(forget) / cfg.batch_size))
     scheduler = torch.optim.lr_scheduler.LambdaLR(opt, schedule) if schedule is not None else None
     history = {"epochs": [], "steps": 0, "n_forget_chunks": len(forget), "n_retain_chunks": len(retain)}
+    for k, v in extra.items():
+        history[f"n_{k}_chunks"] = len(v)
     if cfg.micro_batch_size is not None or world > 1:
         history["micro_batches_per_step"], history["processes"] = None, world
     pad = tokenizer.pad_token_id
@@ -141,16 +153,25 @@ def unlearn(
         for idx in batches:
             ridx = retain_cycle.next() if retain_cycle is not None else None
             opt.zero_grad(set_to_none=True)
+            eidx = {k: c.next() for k, c in extra_cycles.items()}
             plan = micro_batches(idx, ridx, cfg.micro_batch_size, world)
             if len(plan) == 1:  # the whole batch at once, as before accumulation existed
                 fb = to_device(collate([forget[i] for i in idx], pad), device)
                 rb = to_device(collate([retain[i] for i in ridx], pad), device) if ridx is not None else None
+                kwargs = {}
+                if extra:
+                    kwargs["extra"] = {
+                        k: to_device(collate([extra[k][i] for i in v], pad), device) for k, v in eidx.items()
+                    }
                 with autocast_context(cfg, device):
-                    losses = method.losses(model, reference, fb, rb)
+                    losses = method.losses(model, reference, fb, rb, **kwargs)
                 method.backward(losses, params)
                 values = {k: v.item() for k, v in losses.items()}
             else:
-                values = _accumulate(method, model, reference, params, plan, forget, retain, pad, device, cfg)
+                extra_plan = [dict(zip(eidx, chunks)) for chunks in zip(*(split(v, len(plan)) for v in eidx.values()))]
+                values = _accumulate(
+                    method, model, reference, params, plan, forget, retain, pad, device, cfg, extra, extra_plan
+                )
                 history["micro_batches_per_step"] = max(len(plan), history["micro_batches_per_step"] or 0)
             history.update(method.transform_gradients(params))
             if cfg.max_grad_norm:
@@ -230,24 +251,40 @@ def _local_state_mb(params, opt) -> dict[str, float]:
     }
 
 
-def _accumulate(method, model, reference, params, plan, forget, retain, pad, device, cfg) -> dict[str, float]:
+def _accumulate(
+    method, model, reference, params, plan, forget, retain, pad, device, cfg, extra=None, extra_plan=None
+) -> dict[str, float]:
     """Forward and backward every micro-batch of this process, each weighed by its share of the
-    effective batch; returns the effective batch's terms (summed over processes)."""
+    effective batch; returns the effective batch's terms (summed over processes). ``extra`` /
+    ``extra_plan``: the encoded splits the spec ``reads_splits`` and their chunk of each micro-batch
+    (a term named after the split is weighed by its own sizes)."""
     rank, world = distributed.rank_world()
-    batches = []
-    for fidx, ridx in plan:
+    extra = extra or {}
+    batches, extra_batches = [], []
+    for n, (fidx, ridx) in enumerate(plan):
         fb = collate([forget[i] for i in fidx], pad) if fidx else None
         rb = collate([retain[i] for i in ridx], pad) if ridx else None
         batches.append((fb, rb))
+        chunks = extra_plan[n] if extra_plan else {}
+        extra_batches.append({k: collate([extra[k][i] for i in v], pad) if v else None for k, v in chunks.items()})
     # a side with fewer examples than micro-batches: an empty chunk runs a stand-in batch at weight 0
     stand_in = [next(b[s] for b in batches if b[s] is not None) if any(b[s] for b in batches) else None for s in (0, 1)]
+    extra_stand_in = {k: next(e[k] for e in extra_batches if e[k] is not None) for k in extra}
+
+    def filled(eb):
+        return {k: v if v is not None else extra_stand_in[k] for k, v in eb.items()}
+
     sizes = []
-    for fb, rb in batches:
-        size = method.term_sizes(fb or stand_in[0], rb or stand_in[1] if plan[0][1] is not None else None)
+    for (fb, rb), eb in zip(batches, extra_batches):
+        kwargs = {"extra": filled(eb)} if extra else {}
+        size = method.term_sizes(fb or stand_in[0], rb or stand_in[1] if plan[0][1] is not None else None, **kwargs)
         if fb is None:
             size["forget"] = 0
         if rb is None and "retain" in size:
             size["retain"] = 0
+        for k, v in eb.items():
+            if v is None and k in size:
+                size[k] = 0
         sizes.append(size)
     totals = {k: sum(s[k] for s in sizes) for k in sizes[0]}
     values: dict[str, float] = {}
@@ -256,8 +293,9 @@ def _accumulate(method, model, reference, params, plan, forget, retain, pad, dev
         fb = to_device(fb or stand_in[0], device)
         rb = to_device(rb or stand_in[1], device) if plan[0][1] is not None else None
         shares = {k: sizes[i][k] / max(1, totals[k]) * world for k in totals}
+        kwargs = {"extra": {k: to_device(v, device) for k, v in filled(extra_batches[i]).items()}} if extra else {}
         with autocast_context(cfg, device):
-            terms = method.weigh(method.losses(model, reference, fb, rb), shares)
+            terms = method.weigh(method.losses(model, reference, fb, rb, **kwargs), shares)
         method.backward(terms, params)
         for k, v in terms.items():
             values[k] = values.get(k, 0.0) + v.item() / world
