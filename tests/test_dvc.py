@@ -15,6 +15,7 @@ import pytest
 import yaml
 from conftest import CI_CONFIG, ROOT
 
+from qunlearn import paths
 from qunlearn.experiment import Experiment
 
 pytestmark = pytest.mark.e2e
@@ -112,7 +113,10 @@ def test_push_then_pull_in_a_fresh_clone_restores_and_recomputes_nothing(repo, t
     jobs = planned(clone, "--configfile", str(changed))
     # base-seed arms are rule unlearn, seed replicates (configs/ci.yaml has two seeds) unlearn_seeded
     assert jobs.get("unlearn", 0) + jobs.get("unlearn_seeded", 0) == len(ids)
-    assert jobs["evaluate"] == sum(1 for ds, mid, _ in exp.evaluations if (ds, mid) in ids)
+    # ... and the attacks on them (made again: their parent changed), each evaluated
+    attacked = {(ds, mid) for ds, mid in exp._attack_jobs if (ds, paths.parse_model_id(mid).parent) in ids}
+    assert jobs.get("attack", 0) == len(attacked)
+    assert jobs["evaluate"] == sum(1 for ds, mid, _ in exp.evaluations if (ds, mid) in ids | attacked)
     assert "train_base" not in jobs and "prepare_data" not in jobs
 
 
@@ -129,6 +133,8 @@ def test_exp_run_reruns_only_the_aggregates_and_metrics_diff_shows_it(repo):
     }
     assert ran and ran <= {
         "aggregate",
+        "aggregate_attacks",  # its table settings include report.utility_constrained
+        "paper_attacks",
         "figures",
         "aggregate_quant",
         "paper_numbers",

@@ -91,7 +91,22 @@ def jobs_per_table(cfg: dict) -> dict[str, dict[str, int]]:
     lr_extra = sum(len({float(v) for v in lr["lrs"]} - {lr_of(m)}) for m in lr["methods"]) if lr else 0
     ep_extra = len(ep["methods"]) * len(set(ep["epochs"]) - {u["epochs"]}) if ep else 0
     models = 2 + len(plain)
+    # the recovery tables: every point of every attack on the utility-constrained headline arms and
+    # the controls (both bases; interpolation the retrain model only), at the attack schemes
+    atk = cfg.get("attacks") or {"runs": {}, "schemes": []}
+    n_points = {
+        "relearn": lambda a: len(a["steps"]),
+        "prune": lambda a: len(a["criteria"]) * len(a["sparsities"]),
+        "noise": lambda a: len(a["c"]),
+        "interpolate": lambda a: len(a["lambdas"]),
+    }
+    n_controls = {"interpolate": 1}
+    n_attack = sum(
+        n_points[a](v) * (len(cfg["report"]["utility_constrained"]) + n_controls.get(a, 2))
+        for a, v in atk["runs"].items()
+    )
     return {
+        "recovery": {"attack": n_attack, "evaluate": n_attack * len(atk["schemes"])},
         "table1": {"unlearn": len(plain), "evaluate": models * len(uncal)},
         "table2_3_gptq_awq": {"quantize": models * len(cal), "evaluate": models * len(cal)},
         "table3_sure": {"unlearn": len(sure), "evaluate": sum(len(methods[m]["schemes"]) for m in sure)},
@@ -129,7 +144,7 @@ def test_muse_config_plans_every_paper_table(path):
     for table, n in PAPER_TABLES[path].items():
         assert per_table[table]["unlearn"] == n, table
     jobs = planned_jobs("paper", "--configfile", path)
-    for rule in ("unlearn", "select_alpha", "evaluate", "quantize", "analysis"):
+    for rule in ("unlearn", "select_alpha", "evaluate", "quantize", "analysis", "attack"):
         assert jobs.get(rule, 0) == sum(t.get(rule, 0) for t in per_table.values()), rule
     assert "train_base" not in jobs and jobs["fetch_model"] == 2  # both bases from the hub
     assert jobs["paper"] == 1 and jobs["aggregate"] == 1 and jobs["aggregate_quant"] == 1
@@ -167,6 +182,7 @@ def test_paper_settings_in_the_muse_configs():
 def test_one_published_base_drops_only_its_training(tmp_path):
     cfg = load("configs/ci.yaml")
     del cfg["sweeps"], cfg["seeds"]  # expected_jobs counts grids and headline arms at one seed
+    del cfg["attacks"]  # (counted in test_attack_plan.py)
     cfg["datasets"]["synth"]["pretrained"] = {"target": {"path": "/models/target"}, "n_params": 1.0e6}
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump(cfg))
