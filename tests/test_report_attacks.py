@@ -65,6 +65,7 @@ def test_recovery_rows_give_retention_and_recovery_above_the_retrain_control():
     assert math.isnan(n.control_retention)  # not a fine-tuning attack: no re-teaching control
     assert n.utility_rel == pytest.approx(0.45)
     assert set(rec.scheme) == {"fp32"}  # rtn4 has no evaluations here
+    assert math.isnan(rec.loc[("retrain", "relearn")].control_retention)  # a control has no control
 
 
 def test_heldout_relearning_is_scored_on_half_b_only():

@@ -109,7 +109,9 @@ def recovery_table(
         return pd.DataFrame(columns=[*RECOVERY_COLUMNS, "model_id"])
     control = df[df.attacked == "retrain"].set_index(["dataset", "attack", "point", "scheme"]).retention
     idx = list(zip(df.dataset, df.attack, df.point, df.scheme))
-    df["control_retention"] = [control.get(i, math.nan) if f else math.nan for i, f in zip(idx, df.finetunes)]
+    # an attacked arm's re-teaching control (the controls themselves have none)
+    with_control = df.finetunes & (df.kind == "arm")
+    df["control_retention"] = [control.get(i, math.nan) if c else math.nan for i, c in zip(idx, with_control)]
     df["above_control"] = df.retention - df.control_retention
     return df[[*RECOVERY_COLUMNS, "model_id"]]
 
