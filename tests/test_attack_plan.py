@@ -97,6 +97,12 @@ def test_a_finetuning_attack_always_has_its_retrain_control(config):
     [
         (lambda a: a["runs"]["prune"].update(sparsities=[1.2]), "attacks.runs.prune.sparsities"),
         (lambda a: a["runs"]["prune"].update(sparsities=[0]), "attacks.runs.prune.sparsities"),
+        # "2:4" unquoted is YAML 1.1's base-60 124: the error says how the pattern is written
+        (
+            lambda a: a["runs"]["prune"].update(sparsities=yaml.safe_load("[2:4]")),
+            "attacks.runs.prune.sparsities.*2of4",
+        ),
+        (lambda a: a["runs"]["prune"].update(sparsities=["2:4"]), "attacks.runs.prune.sparsities.*2of4"),
         (lambda a: a["runs"]["prune"].update(calibration_split="forget"), "attacks.runs.prune.calibration_split"),
         (
             lambda a: (
@@ -117,8 +123,19 @@ def test_a_finetuning_attack_always_has_its_retrain_control(config):
 )
 def test_bad_attack_input_is_a_config_error_naming_the_key(config, edit, message):
     edit(config["attacks"])
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
+    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace(r"\.*", ".*")):
         Experiment(config)
+
+
+def test_the_2_4_pattern_survives_a_yaml_round_trip(config):
+    """DVC's `exp run -S` rewrites config.yaml without quotes: the pattern's text must stay a string."""
+    config["attacks"]["runs"]["prune"]["sparsities"] = [0.5, "2of4"]
+    again = yaml.safe_load(yaml.safe_dump(config, default_style=None).replace("'2of4'", "2of4"))
+    exp = Experiment(again)
+    assert {j.split("/of/")[0] for j in exp.attack_jobs() if j.startswith("derived/prune/")} == {
+        "derived/prune/criterion~magnitude/sparsity~0.5",
+        "derived/prune/criterion~magnitude/sparsity~2of4",
+    }
 
 
 def test_heldout_relearning_needs_a_dataset_that_declares_entities(config):

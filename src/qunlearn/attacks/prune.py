@@ -5,7 +5,7 @@ or lm_head):
 - ``magnitude``: zero the ``sparsity`` share of each weight matrix with the smallest |W|;
 - ``wanda`` (Sun et al. 2024): score |W_ij| * ||X_j||_2 (the input activation's norm over
   calibration tokens), zero the smallest ``sparsity`` share of each output row;
-- a sparsity of ``"2:4"``: in every group of 4 consecutive inputs of a row, zero the 2 with the
+- a sparsity of ``"2of4"`` (the 2:4 pattern): in every group of 4 consecutive inputs of a row, zero the 2 with the
   lowest score (NVIDIA's semi-structured pattern), by the criterion's score.
 Calibration text (Wanda) comes from a non-forget split.
 
@@ -34,15 +34,16 @@ from ..plugins import ATTACKS, AttackSpec
 from .base import Attack, check_split, read_raw_texts
 
 CRITERIA = ("magnitude", "wanda")
-SEMI_STRUCTURED = "2:4"
-SEMI_STRUCTURED_ID = "2of4"  # its text in a model id (no ':' in paths)
+# the 2:4 pattern, in the config and in model ids: not "2:4", which a YAML 1.1 reader (PyYAML; and
+# DVC rewrites config.yaml unquoted) takes for the base-60 number 124
+SEMI_STRUCTURED = "2of4"
 
 
 @dataclass
 class PruneSettings:
     GRID = ("criteria", "sparsities")  # the settings that span the grid (id segments, not job params)
     criteria: list[str] = field(default_factory=lambda: ["magnitude"])
-    sparsities: list[float | str] = field(default_factory=lambda: [0.5])  # numbers in (0, 1) or "2:4"
+    sparsities: list[float | str] = field(default_factory=lambda: [0.5])  # numbers in (0, 1) or "2of4"
     calibration_split: str = "retain2"  # wanda only
     calibration_samples: int = 32
     calibration_seed: int = 0
@@ -50,7 +51,7 @@ class PruneSettings:
 
     def points(self) -> list[dict[str, str]]:
         return [
-            {"criterion": c, "sparsity": SEMI_STRUCTURED_ID if s == SEMI_STRUCTURED else fmt_num(s)}
+            {"criterion": c, "sparsity": s if s == SEMI_STRUCTURED else fmt_num(s)}
             for c in self.criteria
             for s in self.sparsities
         ]
@@ -68,7 +69,9 @@ class PruneSettings:
                 if s != SEMI_STRUCTURED:
                     raise ConfigError(f"{where}.sparsities: {s!r} is not a number or {SEMI_STRUCTURED!r}")
             elif not 0 < s < 1:
-                raise ConfigError(f"{where}.sparsities: {s} is outside (0, 1)")
+                raise ConfigError(
+                    f"{where}.sparsities: {s} is outside (0, 1) (the 2:4 pattern is written {SEMI_STRUCTURED!r})"
+                )
         if len({str(s) for s in self.sparsities}) != len(self.sparsities):
             raise ConfigError(f"{where}.sparsities: repeated value in {self.sparsities}")
         check_split(self.calibration_split, f"{where}.calibration_split")
@@ -77,8 +80,8 @@ class PruneSettings:
 
 
 def sparsity_of(point_value: str) -> float | str:
-    """The sparsity a point's id text stands for (a number, or "2:4")."""
-    return SEMI_STRUCTURED if point_value == SEMI_STRUCTURED_ID else float(point_value)
+    """The sparsity a point's id text stands for (a number, or "2of4")."""
+    return SEMI_STRUCTURED if point_value == SEMI_STRUCTURED else float(point_value)
 
 
 class _StopForward(Exception):
