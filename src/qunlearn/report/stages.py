@@ -116,12 +116,16 @@ def draw_figures(
         table = pd.DataFrame()
     t = df[(df.model == "target") & (df.scheme == cfg.full_precision_scheme) & (df.metric == column("knowmem_r"))]
     figures.lr_sweep(table, cfg, dict(zip(t.dataset, t.value)), out)
-    if recovery_csv is not None:
-        try:
-            recovery = pd.read_csv(recovery_csv, dtype={"point": str, "value": str, "dataset": str})
-        except pd.errors.EmptyDataError:  # no attack in this config
-            recovery = pd.DataFrame(columns=["dataset", "attacked", "attack", "point", "strength", "value", "scheme"])
-        figures.recovery_curves(recovery, out, cfg.figure_dpi)
+    no_attacks = pd.DataFrame(columns=["dataset", "attacked", "attack", "point", "strength", "value", "scheme"])
+    try:
+        recovery = (
+            pd.read_csv(recovery_csv, dtype={"point": str, "value": str, "dataset": str})
+            if recovery_csv
+            else no_attacks
+        )
+    except pd.errors.EmptyDataError:  # no attack in this config: the figure says so
+        recovery = no_attacks
+    figures.recovery_curves(recovery, out, cfg.figure_dpi)
 
 
 def aggregate_quant(
