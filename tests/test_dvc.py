@@ -15,7 +15,6 @@ import pytest
 import yaml
 from conftest import CI_CONFIG, ROOT
 
-from qunlearn import paths
 from qunlearn.experiment import Experiment
 
 pytestmark = pytest.mark.e2e
@@ -114,7 +113,7 @@ def test_push_then_pull_in_a_fresh_clone_restores_and_recomputes_nothing(repo, t
     # base-seed arms are rule unlearn, seed replicates (configs/ci.yaml has two seeds) unlearn_seeded
     assert jobs.get("unlearn", 0) + jobs.get("unlearn_seeded", 0) == len(ids)
     # ... and the attacks on them (made again: their parent changed), each evaluated
-    attacked = {(ds, mid) for ds, mid in exp._attack_jobs if (ds, paths.parse_model_id(mid).parent) in ids}
+    attacked = exp.attacks_on(ids)
     assert jobs.get("attack", 0) == len(attacked)
     assert jobs["evaluate"] == sum(1 for ds, mid, _ in exp.evaluations if (ds, mid) in ids | attacked)
     assert "train_base" not in jobs and "prepare_data" not in jobs

@@ -22,7 +22,6 @@ import pytest
 import yaml
 from conftest import ROOT
 
-from qunlearn import paths
 from qunlearn.experiment import Experiment
 from qunlearn.paths import SELECTED
 
@@ -185,7 +184,7 @@ def expected(old, new, redo_selections=(), reevaluate=False):
         or (a.alpha == SELECTED and new_exp.selection_source(a.dataset, a.method) in sel)
     }
     # an attack on a remade model is made again (and evaluated): its parent changed
-    attacked = {(ds, mid) for ds, mid in new_exp._attack_jobs if (ds, paths.parse_model_id(mid).parent) in arms}
+    attacked = new_exp.attacks_on(arms)
     evals = {(ds, mid, s) for ds, mid, s in new_exp.evaluations if reevaluate or (ds, mid) in arms | attacked}
     eval_files = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals}
     return {
@@ -265,7 +264,7 @@ def _beta_expected(new):
         if a.method == "npo_gdr"
         or (a.alpha == SELECTED and exp.selection_source(a.dataset, a.method) == ("synth", "npo_gdr"))
     }
-    attacked = {(ds, mid) for ds, mid in exp._attack_jobs if (ds, paths.parse_model_id(mid).parent) in touched}
+    attacked = exp.attacks_on(touched)
     evals = {(ds, mid, s) for ds, mid, s in exp.evaluations if (ds, mid) in touched | attacked}
     eval_files = {f"results/{ds}/eval/{mid}/{s}.json" for ds, mid, s in evals}
     return {

@@ -556,6 +556,11 @@ class Experiment:
         """The derived model ids of ``dataset``'s attack jobs (every dataset's when None), in plan order."""
         return [mid for ds, mid in self._attack_jobs if dataset is None or ds == dataset]
 
+    def attacks_on(self, models: set[tuple[str, str]]) -> set[tuple[str, str]]:
+        """(dataset, derived id) of the attack jobs whose parent is one of ``models`` ((dataset,
+        model id) pairs): what is made again when those models are."""
+        return {(ds, mid) for ds, mid in self._attack_jobs if (ds, paths.parse_model_id(mid).parent) in models}
+
     def attack_schemes(self, dataset: str) -> list[str]:
         return [s for s in self.attacks.schemes if s in self.dataset_schemes(dataset)]
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 
 from ..config import DATA_FORMATS, ConfigError
 from ..data import muse_format
-from ..paths import fmt_num
 from ..plugins import ATTACKS, AttackSpec
 from .base import Attack, check_split, read_raw_texts, record_read
 
@@ -240,4 +239,4 @@ BENIGN_FINETUNE = ATTACKS.register(
     )
 )
 
-__all__ = ["RELEARN", "HELDOUT_RELEARN", "BENIGN_FINETUNE", "fmt_num"]
+__all__ = ["RELEARN", "HELDOUT_RELEARN", "BENIGN_FINETUNE"]

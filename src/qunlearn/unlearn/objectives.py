@@ -111,3 +111,42 @@ for _name, _forget, _retain in OBJECTIVES:
     globals()[_name.upper()] = type(
         _name.upper(), (ObjectiveMethod,), {"forget": _forget, "retain": _retain, "__module__": __name__}
     )
+
+
+def register_variants(
+    suffix: str,
+    namespace: dict,
+    method_class: type,
+    settings: type,
+    npo_settings: type,
+    summary: str,
+    source: str,
+    **traits,
+) -> None:
+    """A variant of every retain-constrained objective (``<objective>_<suffix>``: SURE, the
+    quantization-aware one): its spec (the objective's, with the variant's settings and ``traits``;
+    its alpha selection is the objective's) registered in METHODS, and its implementation class
+    ``<OBJECTIVE>_<SUFFIX>`` (``method_class`` with the objective's terms) put into ``namespace``
+    (the variant module's globals, where the spec's ``impl`` finds it). ``summary`` is formatted
+    with the objective's summary as ``{objective}``."""
+    module = namespace["__name__"]
+    for name, forget, retain in OBJECTIVES:
+        if retain is None:
+            continue
+        spec = objective_spec(name, forget, retain, objective=name, **traits)
+        cls_name = f"{name.upper()}_{suffix.upper()}"
+        METHODS.register(
+            type(spec)(
+                **{
+                    **spec.__dict__,
+                    "name": f"{name}_{suffix}",
+                    "impl": f"{module}:{cls_name}",
+                    "settings": npo_settings if forget == "npo" else settings,
+                    "summary": summary.format(objective=spec.summary),
+                    "source": source,
+                }
+            )
+        )
+        namespace[cls_name] = type(
+            cls_name, (method_class,), {"forget": forget, "retain": retain, "__module__": module}
+        )

@@ -29,9 +29,9 @@ import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..plugins import METHODS, MethodSettings
+from ..plugins import MethodSettings
 from ..quantize import check_bits
-from .objectives import OBJECTIVES, NPOSettings, ObjectiveMethod, objective_spec
+from .objectives import NPOSettings, ObjectiveMethod, register_variants
 
 if TYPE_CHECKING:
     import torch
@@ -127,21 +127,12 @@ class QAMethod(ObjectiveMethod):
         return super().forget_loss(self.view(model), reference, batch)
 
 
-for _name, _forget, _retain in OBJECTIVES:
-    if _retain is not None:
-        _spec = objective_spec(_name, _forget, _retain, objective=_name)
-        METHODS.register(
-            type(_spec)(
-                **{
-                    **_spec.__dict__,
-                    "name": f"{_name}_qa",
-                    "impl": f"qunlearn.unlearn.quant_aware:{_name.upper()}_QA",
-                    "settings": NPOQASettings if _forget == "npo" else QASettings,
-                    "summary": f"quantization-aware: {_spec.summary}, the forget term on RTN-quantized weights (STE)",
-                    "source": "this project; related: DurableUn (arXiv 2605.02196), QUAIL (arXiv 2601.15538)",
-                }
-            )
-        )
-        globals()[f"{_name.upper()}_QA"] = type(
-            f"{_name.upper()}_QA", (QAMethod,), {"forget": _forget, "retain": _retain, "__module__": __name__}
-        )
+register_variants(
+    "qa",
+    globals(),
+    QAMethod,
+    QASettings,
+    NPOQASettings,
+    "quantization-aware: {objective}, the forget term on RTN-quantized weights (STE)",
+    "this project; related: DurableUn (arXiv 2605.02196), QUAIL (arXiv 2601.15538)",
+)

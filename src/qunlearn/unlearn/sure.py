@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..config import ConfigError
-from ..plugins import METHODS, MethodSettings
-from .objectives import OBJECTIVES, NPOSettings, ObjectiveMethod, objective_spec
+from ..plugins import MethodSettings
+from .objectives import NPOSettings, ObjectiveMethod, register_variants
 
 if TYPE_CHECKING:
     import torch
@@ -162,21 +162,13 @@ class SUREMethod(ObjectiveMethod):
 
 # SURE variants of the utility-constrained objectives: <objective>_sure, inheriting the objective's
 # alpha selection when they set no alphas of their own.
-for _name, _forget, _retain in OBJECTIVES:
-    if _retain is not None:
-        _spec = objective_spec(_name, _forget, _retain, objective=_name, saliency_masked=True)
-        METHODS.register(
-            type(_spec)(
-                **{
-                    **_spec.__dict__,
-                    "name": f"{_name}_sure",
-                    "impl": f"qunlearn.unlearn.sure:{_name.upper()}_SURE",
-                    "settings": NPOSURESettings if _forget == "npo" else SURESettings,
-                    "summary": f"SURE: {_spec.summary}, updates masked to the forget-salient rows",
-                    "source": "Zhang et al. ICLR 2025, section 6 (SURE)",
-                }
-            )
-        )
-        globals()[f"{_name.upper()}_SURE"] = type(
-            f"{_name.upper()}_SURE", (SUREMethod,), {"forget": _forget, "retain": _retain, "__module__": __name__}
-        )
+register_variants(
+    "sure",
+    globals(),
+    SUREMethod,
+    SURESettings,
+    NPOSURESettings,
+    "SURE: {objective}, updates masked to the forget-salient rows",
+    "Zhang et al. ICLR 2025, section 6 (SURE)",
+    saliency_masked=True,
+)
