@@ -18,6 +18,14 @@ def default_config():
         return copy.deepcopy(yaml.safe_load(fh))
 
 
+@pytest.fixture
+def full_config():
+    """The default with the full overlay (``--configfile config.yaml configs/full.yaml``)."""
+    from qunlearn.configfile import load_config_files
+
+    return load_config_files([ROOT / "config.yaml", ROOT / "configs" / "studies.yaml"])
+
+
 def run_snakemake(workdir, *args, configfile=CI_CONFIG, timeout=3000):
     """Snakemake on ``workdir`` with the CI config (the e2e tests' one real run)."""
     cmd = [

@@ -81,10 +81,10 @@ def test_fmt_num_is_exact_and_keeps_existing_paths():
         fmt_num(math.inf)
 
 
-def test_alphas_and_lrs_that_differ_past_six_digits_are_two_runs(default_config):
-    default_config["unlearn"]["methods"]["ga_gdr"]["alphas"] = [1, 1.0000001]
-    default_config["sweeps"]["lr"]["lrs"] = [3e-5, 3.0000001e-5]
-    exp = Experiment(default_config)
+def test_alphas_and_lrs_that_differ_past_six_digits_are_two_runs(full_config):
+    full_config["unlearn"]["methods"]["ga_gdr"]["alphas"] = [1, 1.0000001]
+    full_config["sweeps"]["lr"]["lrs"] = [3e-5, 3.0000001e-5]
+    exp = Experiment(full_config)
     assert [a.alpha for a in exp.grid_arms("synth", "ga_gdr")] == ["1", "1.0000001"]
     lrs = {a.lr for a in exp.study_arms("lr") if a.method == "ga_gdr"}
     assert lrs == {"3e-05", "3.0000001e-05"}
@@ -102,10 +102,10 @@ def test_a_selected_alpha_is_reported_and_copied_under_its_exact_text():
     assert parse_eval_path(path, {("synth", "ga_gdr"): 2.0})["alpha"] == "2"
 
 
-def test_two_configured_values_with_one_text_are_rejected(default_config):
-    default_config["sweeps"]["lr"]["lrs"] = [3e-5, 3.0e-5]
+def test_two_configured_values_with_one_text_are_rejected(full_config):
+    full_config["sweeps"]["lr"]["lrs"] = [3e-5, 3.0e-5]
     with pytest.raises(ConfigError, match=r"sweeps\.lr\.lrs: 3e-05 is given twice"):
-        Experiment(default_config)
+        Experiment(full_config)
 
 
 # --- 1c. report.utility_constrained -------------------------------------------------------------------
@@ -164,7 +164,10 @@ def test_utility_constrained_must_name_configured_methods(default_config, method
         (lambda c: c["unlearn"]["methods"]["ga_gdr"].update(alphas=[1, math.nan]), "ga_gdr.alphas[1]: expected"),
         (lambda c: c["unlearn"].update(lr=math.inf), "unlearn.lr: expected a finite number, got inf"),
         (lambda c: c["unlearn"]["methods"]["npo"].update(lr=math.nan), "unlearn.methods.npo.lr: expected a finite"),
-        (lambda c: c["sweeps"]["lr"].update(lrs=[3e-5, math.inf]), "sweeps.lr.lrs[1]: expected a finite"),
+        (
+            lambda c: c.setdefault("sweeps", {"lr": {"methods": ["ga_gdr"]}})["lr"].update(lrs=[3e-5, math.inf]),
+            "sweeps.lr.lrs[1]: expected a finite",
+        ),
         (lambda c: c["train"].update(lr=-math.inf), "train.lr: expected a finite"),
         (lambda c: c["unlearn"]["methods"]["npo_gdr"].update(beta=math.nan), "unlearn.methods.npo_gdr.beta: expected"),
         (lambda c: c["quantize"]["schemes"]["gptq"].update(dampening=math.nan), "gptq.dampening: expected a finite"),

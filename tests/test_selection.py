@@ -72,7 +72,7 @@ def test_selection_sources_of_reuse_datasets_and_sure_methods(default_config):
     assert exp.selection_source("synth_plain", "ga_gdr") == ("synth", "ga_gdr")
     assert exp.selection_source("synth", "ga_gdr_sure") == ("synth", "ga_gdr")  # the spec's objective
     bad = copy.deepcopy(cfg)
-    del bad["unlearn"]["methods"]["ga_gdr"], bad["datasets"]["synth_plain"], bad["sweeps"]
+    del bad["unlearn"]["methods"]["ga_gdr"], bad["datasets"]["synth_plain"]
     bad["report"]["utility_constrained"] = ["ga_klr"]
     with pytest.raises(ConfigError, match="ga_gdr_sure.alphas"):
         Experiment(bad)

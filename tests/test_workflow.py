@@ -4,9 +4,11 @@ import re
 import subprocess
 import sys
 
+import pytest
 import yaml
 from conftest import ROOT
 
+from qunlearn.configfile import load_config_files
 from qunlearn.experiment import Experiment
 
 
@@ -35,10 +37,15 @@ def _n_values(values, default):
     return len({float(v) if not isinstance(v, str) else v for v in values} - {default})
 
 
-def test_dry_run_plans_the_default_grid(default_config):
-    """Counted from the config by hand (not with qunlearn.plan): grid, headline arms, sweeps."""
-    jobs = planned_jobs()
-    unl, sweeps = default_config["unlearn"], default_config["sweeps"]
+@pytest.mark.parametrize("overlays", [[], ["configs/full.yaml"]], ids=["default", "full"])
+def test_dry_run_plans_the_default_grid(overlays):
+    """Counted from the config by hand (not with qunlearn.plan): grid, headline arms, sweeps; the
+    default alone and with the studies overlay (``--configfile config.yaml configs/full.yaml``)."""
+    files = ["config.yaml", *overlays]
+    default_config = load_config_files([ROOT / f for f in files])
+    jobs = planned_jobs("--configfile", *files)
+    unl, sweeps = default_config["unlearn"], default_config.get("sweeps") or {}
+    assert bool(sweeps) == bool(overlays)  # the sweeps live in the overlay only
     methods = unl["methods"]
     schemes = default_config["quantize"]["schemes"]
     n_schemes = len(schemes)
@@ -55,7 +62,7 @@ def test_dry_run_plans_the_default_grid(default_config):
             _n_values(sweeps["loss_variant"]["variants"], unl["loss_variant"])
             for m in sweeps["loss_variant"]["methods"]
         ),
-    }
+    } if sweeps else {}
     n_unlearn = grid + len(methods) + n_plain + sum(extra_sweep_arms.values())
     # bases and headline arms at their dataset's schemes (a method's `schemes` narrows its own);
     # grid and sweep arms at their study's
@@ -113,21 +120,21 @@ def test_dry_run_plans_the_default_grid(default_config):
     assert any(len(own[m]) < n_schemes for m in methods)  # the default narrows some (SURE) arms
 
 
-def test_a_methods_schemes_narrow_only_its_headline_arm(default_config):
+def test_a_methods_schemes_narrow_only_its_headline_arm(full_config):
     """unlearn.methods.<m>.schemes: its headline arm is evaluated (and quantized, analysed) at those
     schemes only; the bases, other methods and its sweep arms keep theirs."""
     m = "npo_gdr_sure"
-    default_config["unlearn"]["methods"][m]["schemes"] = ["fp32", "rtn4", "gptq"]
-    exp = Experiment(default_config)
+    full_config["unlearn"]["methods"][m]["schemes"] = ["fp32", "rtn4", "gptq"]
+    exp = Experiment(full_config)
     head = exp.headline_arm("synth", m).model_id
     assert set(exp.model_schemes("synth", head)) == {"fp32", "rtn4", "gptq"}
-    assert set(exp.model_schemes("synth", "target")) == set(default_config["quantize"]["schemes"])
+    assert set(exp.model_schemes("synth", "target")) == set(full_config["quantize"]["schemes"])
     assert {
         s for ds, mid, s in exp.evaluations if mid == exp.headline_arm("synth", "npo_gdr").model_id and ds == "synth"
-    } == set(default_config["quantize"]["schemes"])
+    } == set(full_config["quantize"]["schemes"])
     sweep = [a for a in exp.study_arms("lr") if a.method == m and a.model_id != head]
     assert sweep and all(
-        set(exp.model_schemes("synth", a.model_id)) == set(default_config["sweeps"]["lr"]["schemes"]) for a in sweep
+        set(exp.model_schemes("synth", a.model_id)) == set(full_config["sweeps"]["lr"]["schemes"]) for a in sweep
     )
     assert head in exp.analysis_model_ids("synth")
     assert set(exp.analysis_params("synth", head)) == {"fp32", "rtn4", "gptq"}
@@ -137,7 +144,7 @@ def test_a_methods_schemes_narrow_only_its_headline_arm(default_config):
 def test_dry_run_plans_quantize_and_analysis_jobs_for_calibrated_schemes_only(tmp_path, default_config):
     cfg = default_config
     del cfg["datasets"]["synth_plain"]
-    del cfg["sweeps"]
+    cfg.pop("sweeps", None)
     del cfg["attacks"]  # (counted in test_attack_plan.py)
     cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1]}}
     cfg["report"]["utility_constrained"] = ["ga_gdr"]
@@ -226,7 +233,7 @@ def test_sweeps_plan_exactly_the_arms_the_config_asks_for(tmp_path, default_conf
 def test_dry_run_with_another_configfile_uses_that_file_alone(tmp_path, default_config):
     cfg = default_config
     del cfg["datasets"]["synth_plain"]
-    del cfg["sweeps"]
+    cfg.pop("sweeps", None)
     del cfg["attacks"]  # (counted in test_attack_plan.py)
     cfg["unlearn"]["methods"] = {"ga_gdr": {"alphas": [1, 5]}}
     cfg["report"]["utility_constrained"] = ["ga_gdr"]

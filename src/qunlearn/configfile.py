@@ -199,11 +199,18 @@ def check_files(paths: list[str]) -> None:
     """Every parse-time check on these config files, merged in order (as ``--configfile A B``)."""
     from .experiment import Experiment
 
+    config = load_config_files(paths)
+    validate_config(config)
+    Experiment(config)
+
+
+def load_config_files(paths: Iterable[str | Path]) -> dict:
+    """The config of ``--configfile A B ...``: the files merged in order, a later file's mapping into
+    an earlier one's key by key (as Snakemake merges them), its lists and scalars replacing."""
     config: dict = {}
     for path in paths:
         _merge(config, load_config_file(path))
-    validate_config(config)
-    Experiment(config)
+    return config
 
 
 def _merge(into: dict, new: dict) -> None:
