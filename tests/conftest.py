@@ -20,10 +20,10 @@ def default_config():
 
 @pytest.fixture
 def full_config():
-    """The default with the full overlay (``--configfile config.yaml configs/full.yaml``)."""
+    """The default with the full overlay (``--configfile config.yaml configs/overlays/full.yaml``)."""
     from qunlearn.configfile import load_config_files
 
-    return load_config_files([ROOT / "config.yaml", ROOT / "configs" / "studies.yaml"])
+    return load_config_files([ROOT / "config.yaml", ROOT / "configs" / "overlays" / "full.yaml"])
 
 
 def run_snakemake(workdir, *args, configfile=CI_CONFIG, timeout=3000):

@@ -9,6 +9,7 @@ import yaml
 from conftest import ROOT
 
 from qunlearn.config import ConfigError, TrainConfig, UnlearnConfig, from_dict
+from qunlearn.configfile import load_config_files
 from qunlearn.experiment import Experiment
 from qunlearn.paths import fmt_num
 from qunlearn.registries import ATTACKS, METHODS, QUANTIZERS
@@ -25,6 +26,13 @@ def test_default_and_shipped_configs_are_valid(default_config):
     Experiment(default_config)
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         cfg = yaml.safe_load(path.read_text())
+        validate(cfg)
+        Experiment(cfg)
+    # an overlay is merged over the default (``--configfile config.yaml configs/overlays/<f>``)
+    overlays = sorted((ROOT / "configs" / "overlays").glob("*.yaml"))
+    assert overlays
+    for path in overlays:
+        cfg = load_config_files([ROOT / "config.yaml", path])
         validate(cfg)
         Experiment(cfg)
 
@@ -112,7 +120,7 @@ def test_a_jobs_params_hold_exactly_its_methods_settings(default_config):
     exp = Experiment(default_config)
     by_method = {a.method: exp.unlearn_params(a)["settings"] for a in exp.headline_arms("synth")}
     assert by_method["ga_gdr"] == {} and by_method["npo_gdr"] == {"beta": 0.1}
-    assert by_method["npo_klr_sure"] == {"beta": 0.1, "percentile": 90.0, "level": "row"}
+    assert by_method["npo_gdr_sure"] == {"beta": 0.1, "percentile": 90.0, "level": "row"}
     assert by_method["ga_gdr_sure"] == {"percentile": 90.0, "level": "row"}
     default_config["unlearn"]["npo_beta"] = 0.2
     with pytest.raises(ConfigError, match=r"unlearn\.npo_beta: now a setting .*unlearn\.methods\.<method>\.beta"):

@@ -303,10 +303,10 @@ def test_a_new_scheme_adds_only_its_evaluations(finished_default, tmp_path):
 
 @pytest.fixture(scope="module")
 def finished_without_a_method(tmp_path_factory):
-    """A finished default run without npo_klr_sure (every registered method is in the default)."""
+    """A finished default run without npo_gdr_sure (a method of the default, then added back)."""
     workdir = tmp_path_factory.mktemp("fake_default_minus")
     cfg = default_cfg()
-    del cfg["unlearn"]["methods"]["npo_klr_sure"]
+    del cfg["unlearn"]["methods"]["npo_gdr_sure"]
     (workdir / "config.yaml").write_text(yaml.safe_dump(cfg))
     fake_finished_run(workdir, workdir / "config.yaml")
     return workdir, cfg
@@ -319,7 +319,7 @@ def test_a_new_method_adds_only_its_branch(finished_without_a_method, tmp_path):
     path.write_text(yaml.safe_dump(new))
     jobs = planned(workdir, path)
     want = expected(old, new)
-    assert want["unlearn"] and all("/unlearn/npo_klr_sure/" in p for p in want["unlearn"] | want["evaluate"])
+    assert want["unlearn"] and all("/unlearn/npo_gdr_sure/" in p for p in want["unlearn"] | want["evaluate"])
     assert_plans(jobs, want)
 
 

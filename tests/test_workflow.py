@@ -37,10 +37,10 @@ def _n_values(values, default):
     return len({float(v) if not isinstance(v, str) else v for v in values} - {default})
 
 
-@pytest.mark.parametrize("overlays", [[], ["configs/full.yaml"]], ids=["default", "full"])
+@pytest.mark.parametrize("overlays", [[], ["configs/overlays/full.yaml"]], ids=["default", "full"])
 def test_dry_run_plans_the_default_grid(overlays):
     """Counted from the config by hand (not with qunlearn.plan): grid, headline arms, sweeps; the
-    default alone and with the studies overlay (``--configfile config.yaml configs/full.yaml``)."""
+    default alone and with the full overlay (``--configfile config.yaml configs/overlays/full.yaml``)."""
     files = ["config.yaml", *overlays]
     default_config = load_config_files([ROOT / f for f in files])
     jobs = planned_jobs("--configfile", *files)
@@ -55,14 +55,20 @@ def test_dry_run_plans_the_default_grid(overlays):
     n_plain = len(default_config["datasets"]["synth_plain"]["methods"])
     grid = sum(len(m["alphas"]) for m in methods.values() if len(m.get("alphas", [])) > 1)
     lr_of = lambda m: float(methods[m].get("lr", unl["lr"]))  # noqa: E731
-    extra_sweep_arms = {
-        "lr": sum(_n_values(sweeps["lr"]["lrs"], lr_of(m)) for m in sweeps["lr"]["methods"]),
-        "epochs": sum(_n_values(sweeps["epochs"]["epochs"], float(unl["epochs"])) for m in sweeps["epochs"]["methods"]),
-        "loss_variant": sum(
-            _n_values(sweeps["loss_variant"]["variants"], unl["loss_variant"])
-            for m in sweeps["loss_variant"]["methods"]
-        ),
-    } if sweeps else {}
+    extra_sweep_arms = (
+        {
+            "lr": sum(_n_values(sweeps["lr"]["lrs"], lr_of(m)) for m in sweeps["lr"]["methods"]),
+            "epochs": sum(
+                _n_values(sweeps["epochs"]["epochs"], float(unl["epochs"])) for m in sweeps["epochs"]["methods"]
+            ),
+            "loss_variant": sum(
+                _n_values(sweeps["loss_variant"]["variants"], unl["loss_variant"])
+                for m in sweeps["loss_variant"]["methods"]
+            ),
+        }
+        if sweeps
+        else {}
+    )
     n_unlearn = grid + len(methods) + n_plain + sum(extra_sweep_arms.values())
     # bases and headline arms at their dataset's schemes (a method's `schemes` narrows its own);
     # grid and sweep arms at their study's
