@@ -56,6 +56,25 @@ def test_every_item_is_declared_once_with_a_caption():
         made |= set(catalog.outputs(rule).values())
 
 
+def test_a_conditional_item_is_made_only_where_its_condition_holds():
+    """An item's ``requires`` is a MethodSpec trait (Experiment.report_conditions() says which hold);
+    every listing the workflow uses leaves the item out without it and keeps it with it."""
+    from qunlearn.plugins import MethodSpec
+
+    conditional = [i for i in catalog.ITEMS if i.requires]
+    assert [i.stem for i in conditional] == ["qa_comparison"]
+    assert set(catalog.CONDITIONS) <= set(MethodSpec.__dataclass_fields__)
+    qa = catalog.get("table", "qa_comparison")
+    none, held = frozenset(), frozenset({"quantization_aware"})
+    for present, made in ((None, True), (none, False), (held, True)):
+        assert ("qa_comparison_csv" in catalog.outputs(qa.rule, present)) == made
+        assert (qa.paper_path("tex") in catalog.paper_files(present)) == made
+        assert (qa.paper_path("tex") in catalog.paper_copies(qa.rule, present=present).values()) == made
+        assert ("qa_comparison.tex" in catalog.files("table", present)) == made
+    # the unconditional items are the same either way
+    assert len(catalog.paper_files(held)) - len(catalog.paper_files(none)) == len(qa.formats)
+
+
 def test_report_modules_import_only_lower_layers():
     assert sorted(p.stem for p in (SRC / "qunlearn/report").glob("*.py") if p.stem != "__init__") == sorted(LAYERS)
     for i, name in enumerate(LAYERS):

@@ -171,3 +171,172 @@ def test_zoo_table_on_hand_made_frames(tmp_path):
     bare = zoo_table(df[df.scheme != "rtn8"], wc, pd.DataFrame(), schemes, cfg)
     assert "robust_worst" not in bare and "retention_rtn8" not in bare
     assert len(bare) == 2
+
+
+def _write_evals(root: Path, scores: dict) -> list[str]:
+    """Eval JSONs of ``scores``: (model_id, scheme) -> (M1, M2, M4)."""
+    evals = []
+    for (mid, scheme), (m1, m2, m4) in scores.items():
+        p = root / "results/synth/eval" / mid / f"{scheme}.json"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(json.dumps({"metrics": {"verbmem_f": m1, "knowmem_f": m2, "knowmem_r": m4, "mia_auc": 0.3}}))
+        evals.append(str(p))
+    return evals
+
+
+LORA = "unlearn/ihl_fila/alpha~1/lr~0.0002/epochs~40/loss~faithful"
+DEPLOYED = f"derived/deploy/mode~adapter_on_quantized/of/{LORA}"
+
+
+def test_a_deployment_is_a_row_of_metrics_and_of_the_zoo_table_but_not_a_headline_row(tmp_path):
+    """metrics.csv gives a deployment's evaluations model 'deployment' with its arm's method, alpha
+    and lr (read through the path grammar), outside the headline rows; the zoo table gives it a row
+    of its own, labelled with the mode, at every scheme the table shows."""
+    from qunlearn.report.frame import DEPLOYMENT, mark_headline
+    from qunlearn.report.quant import zoo_table
+    from qunlearn.report.tables import retention
+
+    schemes = {**SCHEMES, "rtn8": {"quantizer": "rtn", "bits": 8, "group_size": 128, "nominal_bits": 8}}
+    scores = {
+        ("target", "fp32"): (1.0, 0.8, 0.5),
+        ("target", "rtn8"): (1.0, 0.8, 0.5),
+        ("target", "rtn4"): (0.9, 0.8, 0.5),
+        ("retrain", "fp32"): (0.2, 0.1, 0.5),
+        (LORA, "fp32"): (0.2, 0.0, 0.5),
+        (LORA, "rtn8"): (0.2, 0.0, 0.5),
+        (LORA, "rtn4"): (0.9, 0.8, 0.5),  # merged, then quantized: back to the target
+        (DEPLOYED, "fp32"): (0.2, 0.0, 0.5),
+        (DEPLOYED, "rtn8"): (0.2, 0.0, 0.5),
+        (DEPLOYED, "rtn4"): (0.18, 0.08, 0.45),  # the fp adapter over the quantized base
+    }
+    cfg = from_dict(ReportConfig, {"utility_constrained": ["ga_gdr"]})
+    df = long_metrics(_write_evals(tmp_path, scores), cfg)
+    mark_headline(df, {"synth": [LORA]})
+    dep = df[df.model_id == DEPLOYED]
+    assert set(dep.model) == {DEPLOYMENT} and not dep.headline.any()
+    assert set(dep.method) == {"ihl_fila"} and set(dep.alpha) == {"1"} and set(dep.lr) == {"0.0002"}
+    # retention.csv and the headline tables keep to the arms
+    assert DEPLOYED not in set(retention(df).model_id)
+    robust = pd.DataFrame([{"dataset": "synth", "method": "ihl_fila", "worst": 0.9, "worst_at": "relearn @ fp32"}])
+    wc = pd.DataFrame(
+        [{"dataset": "synth", "method": "ihl_fila", "alpha": "1", "lr": "0.0002", "scheme": "rtn4", "scope": "overall"}]
+    ).assign(frac_codes_changed=0.01)
+    zoo = zoo_table(df[df.headline | (df.model == DEPLOYMENT)], wc, robust, schemes, cfg).set_index("method")
+    label = "ihl_fila (quantized base + fp adapter)"
+    assert list(zoo.index) == ["ihl_fila", label]
+    merged, on_top = zoo.loc["ihl_fila"], zoo.loc[label]
+    assert merged.retention_fp32 == on_top.retention_fp32 == pytest.approx(0.1)
+    assert on_top.retention_rtn8 == pytest.approx(0.1)
+    assert merged.retention_rtn4 == pytest.approx(1.0)
+    assert on_top.retention_rtn4 == pytest.approx((0.18 / 0.9 + 0.08 / 0.8) / 2)
+    assert on_top.m4_rel == pytest.approx(1.0)
+    # neither analysed nor attacked: no changed codes, no robust worst case of its own
+    assert merged.pct_codes_changed_rtn4 == pytest.approx(1.0) and pd.isna(on_top.pct_codes_changed_rtn4)
+    assert merged.robust_worst == pytest.approx(0.9) and pd.isna(on_top.robust_worst)
+
+
+NPO = "unlearn/npo_gdr/alpha~selected/lr~3e-05/epochs~40/loss~faithful"
+NPO_LR = "unlearn/npo_gdr/alpha~selected/lr~0.001/epochs~40/loss~faithful"
+SURE = "unlearn/npo_gdr_sure/alpha~selected/lr~0.001/epochs~40/loss~faithful"
+QA = "unlearn/npo_gdr_qa/alpha~selected/lr~0.001/epochs~40/loss~faithful"
+QA_SCHEMES = {
+    **SCHEMES,
+    "rtn8": {"quantizer": "rtn", "bits": 8, "group_size": 128, "nominal_bits": 8},
+}
+# (model_id, scheme) -> (M1, M2, M4); target M4 0.5, so the 0.8 floor is M4 0.4
+QA_SCORES = {
+    ("target", "fp32"): (1.0, 0.8, 0.5),
+    ("target", "rtn8"): (1.0, 0.8, 0.5),
+    ("target", "rtn4"): (0.9, 0.8, 0.5),
+    ("target", "gptq"): (0.5, 0.4, 0.5),
+    ("retrain", "fp32"): (0.2, 0.1, 0.5),
+    (NPO, "fp32"): (0.6, 0.8, 0.5),
+    (NPO, "rtn8"): (0.6, 0.8, 0.5),
+    (NPO, "rtn4"): (0.9, 0.8, 0.5),
+    (NPO, "gptq"): (0.4, 0.4, 0.5),
+    (NPO_LR, "fp32"): (0.3, 0.2, 0.45),
+    (NPO_LR, "rtn4"): (0.45, 0.4, 0.45),  # the sweep arm: no rtn8, no gptq evaluation
+    (SURE, "fp32"): (0.4, 0.4, 0.35),  # below the utility floor
+    (SURE, "rtn4"): (0.45, 0.4, 0.35),
+    (SURE, "gptq"): (0.25, 0.2, 0.35),
+    (QA, "fp32"): (0.2, 0.2, 0.5),
+    (QA, "rtn4"): (0.18, 0.16, 0.5),
+    (QA, "gptq"): (0.1, 0.1, 0.5),
+    ("unlearn/ga_gdr/alpha~2/lr~3e-05/epochs~40/loss~faithful", "fp32"): (0.1, 0.1, 0.5),  # not compared
+}
+QA_ARMS = {
+    "arms": [["synth", NPO], ["synth", QA], ["synth", SURE], ["synth", NPO_LR]],
+    "headline": [["synth", NPO], ["synth", QA], ["synth", SURE]],
+    "min_utility_fraction": 0.8,
+}
+
+
+METHODS_QA = ("npo_gdr", "npo_gdr_sure", "npo_gdr_qa")  # their alpha~selected is 1 here
+
+
+def _qa_frame(root: Path) -> pd.DataFrame:
+    from qunlearn.report.frame import seed_mean
+
+    cfg = from_dict(ReportConfig, {"utility_constrained": ["npo_gdr"]})
+    return seed_mean(long_metrics(_write_evals(root, QA_SCORES), cfg, {("synth", m): 1 for m in METHODS_QA}))
+
+
+def test_qa_comparison_table_on_hand_made_frames(tmp_path):
+    """One row per compared arm (plain at both lrs, SURE, quantization-aware, in that order), M4
+    relative to the target with the utility floor's flag, retention at full precision and at every
+    4-bit scheme (not 8 bits), robust retention's worst case for the attacked headline arms only."""
+    from qunlearn.report.quant import qa_comparison_table
+
+    cfg = from_dict(ReportConfig, {"utility_constrained": ["npo_gdr"]})
+    df = _qa_frame(tmp_path)
+    robust = pd.DataFrame(
+        [
+            {"dataset": "synth", "method": "npo_gdr", "worst": 0.97, "worst_at": "relearn steps~25 @ rtn4"},
+            {"dataset": "synth", "method": "npo_gdr_qa", "worst": 0.5, "worst_at": "noise c~1 @ fp32"},
+        ]
+    )
+    t = qa_comparison_table(df, robust, QA_SCHEMES, cfg, QA_ARMS)
+    assert list(t.method) == ["npo_gdr", "npo_gdr", "npo_gdr_sure", "npo_gdr_qa"]
+    assert list(t.variant) == ["plain", "plain", "SURE", "quantization-aware"]
+    assert list(t.lr) == ["3e-05", "0.001", "0.001", "0.001"] and set(t.alpha) == {"1"}
+    assert set(t.objective) == {"npo_gdr"}
+    cols = ["retention_fp32", "retention_rtn4", "retention_gptq"]  # full precision, then the 4-bit schemes
+    assert [c for c in t.columns if c.startswith("retention_")] == cols
+    assert t.m4_rel.tolist() == pytest.approx([1.0, 0.9, 0.7, 1.0])
+    assert t.meets_utility.tolist() == [True, True, False, True]
+    qa = t.set_index("variant").loc["quantization-aware"]
+    assert qa.retention_fp32 == pytest.approx((0.2 + 0.25) / 2)
+    assert qa.retention_rtn4 == pytest.approx((0.2 + 0.2) / 2)
+    assert qa.retention_gptq == pytest.approx((0.2 + 0.25) / 2)
+    plain_lr = t.iloc[1]
+    assert plain_lr.retention_rtn4 == pytest.approx((0.5 + 0.5) / 2) and pd.isna(plain_lr.retention_gptq)
+    # the worst case belongs to the attacked headline arm, not to the same method's sweep arm
+    assert t.robust_worst.tolist()[0] == pytest.approx(0.97) and pd.isna(t.robust_worst.tolist()[1])
+    assert pd.isna(t.robust_worst.tolist()[2]) and t.robust_worst.tolist()[3] == pytest.approx(0.5)
+    assert t.robust_worst_at.tolist() == ["relearn steps~25 @ rtn4", "", "", "noise c~1 @ fp32"]
+    # without attacks: no robust columns; without arms (no quantization-aware method): no rows
+    assert "robust_worst" not in qa_comparison_table(df, pd.DataFrame(), QA_SCHEMES, cfg, QA_ARMS)
+    assert qa_comparison_table(df, robust, QA_SCHEMES, cfg, {}).empty
+
+
+def test_aggregate_quant_makes_the_qa_comparison_only_when_its_outputs_name_it(tmp_path):
+    """The rule's outputs follow the catalog's conditions (Experiment.report_conditions()): without
+    a quantization-aware method there is no qa_comparison output and nothing is written for it."""
+    cfg = {"utility_constrained": ["npo_gdr"]}
+    metrics = tmp_path / "metrics.csv"
+    _qa_frame(tmp_path).to_csv(metrics, index=False)
+    adir = tmp_path / "results/synth/analysis" / NPO
+    adir.mkdir(parents=True)
+    for scheme, frac in (("fp32", 1.0), ("rtn8", 0.1), ("rtn4", 0.002), ("gptq", 0.3)):
+        one = _overall(frac)
+        (adir / f"{scheme}.json").write_text(json.dumps({"overall": one, "by_module": {}, "by_layer": {}}))
+    for present in (frozenset(), frozenset({"quantization_aware"})):
+        root = tmp_path / ("with" if present else "without")
+        out = {k: str(root / Path(p).name) for k, p in catalog.outputs("aggregate_quant", present).items()}
+        assert ("qa_comparison_csv" in out) == bool(present)
+        aggregate_quant(metrics, [str(adir)], cfg, QA_SCHEMES, out, qa=QA_ARMS)
+        made = root / "qa_comparison.csv"
+        assert made.exists() == bool(present)
+        if present:
+            assert len(pd.read_csv(made)) == 4
+            assert "npo_gdr_qa" in (root / "qa_comparison.md").read_text()

@@ -423,6 +423,10 @@ def test_dry_run_of_the_zoo_plans_one_fine_tune(zoo_config, tmp_path):
     # per method: its grid and the selected arm (two or more alphas), else the one arm
     methods = zoo_config["unlearn"]["methods"]
     n_arms = sum(len(m["alphas"]) + 1 if len(m.get("alphas") or []) > 1 else 1 for m in methods.values())
+    sweep = (zoo_config.get("sweeps") or {}).get("lr")
+    if sweep:  # the lr sweep's arms beyond each swept method's own lr
+        lr_of = lambda m: float(methods[m].get("lr", zoo_config["unlearn"]["lr"]))  # noqa: E731
+        n_arms += sum(len({float(v) for v in sweep["lrs"]} - {lr_of(m)}) for m in sweep["methods"])
     assert methods["task_vector"]["alphas"] == [1, 5] and n_arms >= 3 + 1 + 3
     assert jobs["unlearn"] == len(exp.unlearn_jobs()) == n_arms
     assert jobs["evaluate"] == len(exp.evaluations)

@@ -30,6 +30,8 @@ from pathlib import Path
 
 TRANSFORM = "deploy"
 MODES = ("adapter_on_quantized",)
+# how the tables name a mode's rows beside the arm's (the zoo table: "ihl_fila (quantized base + fp adapter)")
+MODE_LABELS = {"adapter_on_quantized": "quantized base + fp adapter"}
 # the model-id pattern of rule deploy's output (paths' derived grammar, one key: mode)
 PATTERN = f"derived/{TRANSFORM}/mode~{{mode}}/of/{{parent}}"
 MARKER = "deployment.json"
@@ -43,6 +45,17 @@ def deploy_id(parent: str, mode: str) -> str:
     if mode not in MODES:
         raise ValueError(f"deployment mode {mode!r}: known {', '.join(MODES)}")
     return derived_id(parent, TRANSFORM, {"mode": mode})
+
+
+def parse(model_id: str) -> tuple[str, str] | None:
+    """(mode, parent id) of a deployment's model id (:func:`deploy_id`), read through the path
+    grammar; None for any other id (an arm, a base, an attacked model)."""
+    from .paths import parse_model_id
+
+    p = parse_model_id(model_id)
+    if p.kind != "derived" or p.transform != TRANSFORM:
+        return None
+    return dict(p.settings)["mode"], p.parent
 
 
 def marker(model_dir: str | Path) -> dict | None:

@@ -60,6 +60,7 @@ from .config import (
 from .paths import BASES, SELECTED, Arm, fmt_num
 from .plugins import ATTACKS, METHODS, METRICS, AttackSpec, MethodSpec, Scheme
 from .registries import PLUGIN_MODULES  # noqa: F401  (fills the registries)
+from .report import catalog
 
 STUDIES = ("alpha_grid", "lr", "epochs", "loss_variant")
 SWEEP_COORDINATE = {"lr": "lr", "epochs": "epochs", "loss_variant": "loss"}  # study -> the Arm field it varies
@@ -703,8 +704,8 @@ class Experiment:
         return {"mode": dict(paths.parse_model_id(model_id).settings)["mode"]}
 
     def deployment_eval_files(self) -> list[str]:
-        """The evaluations of every deployment (rule all asks for them; the tables read the merged
-        arms only)."""
+        """The evaluations of every deployment (rule all asks for them; rule aggregate reads them
+        into metrics.csv, the zoo table reports them beside their arms)."""
         jobs = set(self._deploy_jobs)
         return [paths.eval_file(ds, mid, s) for ds, mid, s in self.evaluations if (ds, mid) in jobs]
 
@@ -723,13 +724,11 @@ class Experiment:
         return [s for s in self.model_schemes(dataset, model_id) if self.schemes[s].calibrated]
 
     def eval_files(self, attacked: bool = True) -> list[str]:
-        """Every evaluation's file; ``attacked=False``: without the attacked (derived) models'
-        (metrics.csv and the headline tables; the attack tables read those)."""
-        return [
-            paths.eval_file(ds, mid, s)
-            for ds, mid, s in self.evaluations
-            if attacked or paths.parse_model_id(mid).kind != "derived"
-        ]
+        """Every evaluation's file; ``attacked=False``: without the attack jobs' models' (metrics.csv:
+        the attack tables read those), but with the deployments' (metrics.csv marks them
+        ``model == "deployment"``, outside the headline tables; the zoo table reports them)."""
+        skip = set() if attacked else set(self._attack_jobs)
+        return [paths.eval_file(ds, mid, s) for ds, mid, s in self.evaluations if (ds, mid) not in skip]
 
     def eval_model_input(self, dataset: str, model_id: str, scheme: str) -> str:
         """The checkpoint evaluate loads (calibrated schemes: the quantize job's output; else the model)."""
@@ -905,6 +904,41 @@ class Experiment:
         return {
             ds: sorted([a.model_id for a in self.headline_arms(ds) + self.replicate_arms(ds)] + self.external_ids(ds))
             for ds in self.datasets
+        }
+
+    def report_conditions(self) -> frozenset[str]:
+        """The conditions of the report catalog's conditional items (``catalog.Item.requires``, a
+        MethodSpec trait) that hold here: some configured method's spec has the trait. Rules make
+        the conditional items only then (e.g. qa_comparison with a quantization-aware method)."""
+        methods = {a.method for a in self.headline_arms()}
+        return frozenset(c for c in catalog.CONDITIONS if any(getattr(self.method_specs[m], c) for m in methods))
+
+    def qa_comparison_methods(self) -> list[str]:
+        """The methods of the qa_comparison table: each quantization-aware method (spec trait), its
+        objective (spec ``objective``) and the objective's other variants that mask or quantize
+        (traits ``saliency_masked``, ``quantization_aware``: SURE), where configured."""
+        objectives = {s.objective for s in self.method_specs.values() if s.quantization_aware and s.objective}
+        return [
+            m
+            for m, s in self.method_specs.items()
+            if m in objectives or (s.objective in objectives and (s.saliency_masked or s.quantization_aware))
+        ]
+
+    def qa_comparison_for_report(self) -> dict:
+        """What the qa_comparison table needs ({} without a quantization-aware method): its arms
+        (the headline arm of each of :meth:`qa_comparison_methods` and their lr-sweep arms; sweep
+        arms are not attacked, so only the headline arms can have a worst case under attack), which
+        of them are headline arms, and the utility floor (``unlearn.alpha_selection.
+        min_utility_fraction``: equal utility is the alpha selection's floor)."""
+        methods = set(self.qa_comparison_methods())
+        if not methods:
+            return {}
+        headline = sorted(a for a in self.headline_arms() if a.method in methods)
+        swept = sorted(set(a for a in self.study_arms("lr") if a.method in methods) - set(headline))
+        return {
+            "arms": [[a.dataset, a.model_id] for a in headline + swept],
+            "headline": [[a.dataset, a.model_id] for a in headline],
+            "min_utility_fraction": self.unlearn.alpha_selection.min_utility_fraction,
         }
 
     def studies_for_report(self) -> dict:

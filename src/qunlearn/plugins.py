@@ -66,6 +66,9 @@ class MethodSpec(PluginSpec):
     - ``objective``: the method whose alpha grid it inherits when it has no ``alphas`` of its own
       (SURE variants: their objective); None = itself.
     - ``saliency_masked``: restricts updates to forget-salient parameters (the SURE table).
+    - ``quantization_aware``: optimizes its forget term through a deployment quantizer (the
+      ``<objective>_qa`` variants); a config with one gets the report's ``qa_comparison`` table
+      (the variant beside its objective and the objective's SURE variant, at every lr run).
     - ``family``: a group name for figures (e.g. ``ga``, ``npo``).
     - ``gradient_free``: edits the weights directly (the implementation's ``edit`` hook) instead of
       running the optimizer loop; the arm's lr, epochs and loss variant are recorded but unused, so
@@ -90,6 +93,7 @@ class MethodSpec(PluginSpec):
     trains: str = "all parameters"
     objective: str | None = None
     saliency_masked: bool = False
+    quantization_aware: bool = False
     family: str = ""
     gradient_free: bool = False
     preparation: str = ""

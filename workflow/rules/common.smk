@@ -16,6 +16,9 @@ try:
     EXP = Experiment(config)
 except ConfigError as err:
     raise WorkflowError(f"invalid config: {err}") from None
+# the conditions of the report catalog's conditional items that hold (e.g. a quantization-aware
+# method: the qa_comparison table); the report rules make only those items
+REPORT_CONDITIONS = EXP.report_conditions()
 
 SCRIPTS = str(Path(workflow.basedir) / "workflow" / "scripts")
 CONDA_ENV = str(Path(workflow.basedir) / "workflow" / "envs" / "qunlearn.yaml")
@@ -71,7 +74,7 @@ def arm_of(w):
 
 
 def paper_outputs():
-    return catalog.paper_files()
+    return catalog.paper_files(REPORT_CONDITIONS)
 
 
 def report_item(item, fmt):
@@ -87,4 +90,8 @@ def report_item(item, fmt):
 
 def rule_outputs(rule):
     """The named outputs of a report rule (`<stem>_<format>`; its job looks files up by these names)."""
-    return {item.key(fmt): report_item(item, fmt) for item in catalog.items(rule) for fmt in item.formats}
+    return {
+        item.key(fmt): report_item(item, fmt)
+        for item in catalog.items(rule, present=REPORT_CONDITIONS)
+        for fmt in item.formats
+    }

@@ -33,8 +33,8 @@ rule paper_includes:
     conda:
         CONDA_ENV
     params:
-        tables=as_json(catalog.files("table")),
-        figures=as_json(catalog.captions("figure")),  # a caption edit reruns this
+        tables=as_json(catalog.files("table", REPORT_CONDITIONS)),
+        figures=as_json(catalog.captions("figure", REPORT_CONDITIONS)),  # a caption edit reruns this
     script:
         f"{SCRIPTS}/paper_includes.py"
 

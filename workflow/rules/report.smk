@@ -28,7 +28,7 @@ rule aggregate:
 rule figures:
     """The figures, from the tables and the plot settings only (a plotting option reruns just this)."""
     input:
-        **catalog.table_inputs("figures"),
+        **catalog.table_inputs("figures", present=REPORT_CONDITIONS),
     output:
         **rule_outputs("figures"),
     log:
@@ -46,9 +46,9 @@ rule figures:
 rule paper_assets:
     """Copy the regenerated tables and figures into paper/."""
     input:
-        list(catalog.paper_copies("aggregate", "figures")),
+        list(catalog.paper_copies("aggregate", "figures", present=REPORT_CONDITIONS)),
     output:
-        list(catalog.paper_copies("aggregate", "figures").values()),
+        list(catalog.paper_copies("aggregate", "figures", present=REPORT_CONDITIONS).values()),
     log:
         "logs/paper_assets.log",
     localrule: True

@@ -26,9 +26,9 @@ rule aggregate_attacks:
 rule paper_attacks:
     """Copy the recovery-attack tables and figure into paper/."""
     input:
-        list(catalog.paper_copies("aggregate_attacks")),
+        list(catalog.paper_copies("aggregate_attacks", present=REPORT_CONDITIONS)),
     output:
-        list(catalog.paper_copies("aggregate_attacks").values()),
+        list(catalog.paper_copies("aggregate_attacks", present=REPORT_CONDITIONS).values()),
     log:
         "logs/paper_attacks.log",
     localrule: True

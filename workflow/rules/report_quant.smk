@@ -1,9 +1,9 @@
 rule aggregate_quant:
     """Quantizer tables and figures: GPTQ/AWQ table (paper Tables 2/3), retention per scheme and
-    bits, weight-change table, retention-vs-bits and changed-codes-vs-bits figures (declared in
-    qunlearn.report.catalog)."""
+    bits, weight-change table, the zoo table, with a quantization-aware method the qa_comparison
+    table, retention-vs-bits and changed-codes-vs-bits figures (declared in qunlearn.report.catalog)."""
     input:
-        **catalog.table_inputs("aggregate_quant"),
+        **catalog.table_inputs("aggregate_quant", present=REPORT_CONDITIONS),
         analyses=EXP.analysis_dirs(),
     output:
         **rule_outputs("aggregate_quant"),
@@ -16,6 +16,7 @@ rule aggregate_quant:
     params:
         report=as_json(EXP.report_params()),
         schemes=as_json(EXP.scheme_table()),
+        qa=as_json(EXP.qa_comparison_for_report()),
     script:
         f"{SCRIPTS}/aggregate_quant.py"
 
@@ -23,9 +24,9 @@ rule aggregate_quant:
 rule paper_quant:
     """Copy the quantizer tables and figures into paper/."""
     input:
-        list(catalog.paper_copies("aggregate_quant")),
+        list(catalog.paper_copies("aggregate_quant", present=REPORT_CONDITIONS)),
     output:
-        list(catalog.paper_copies("aggregate_quant").values()),
+        list(catalog.paper_copies("aggregate_quant", present=REPORT_CONDITIONS).values()),
     log:
         "logs/paper_quant.log",
     localrule: True

@@ -11,10 +11,15 @@ it is installed, which a file under workflow/ would not guarantee. The first par
 files are plain text that reads the same as rst (no inline markup).
 
 A rule's outputs are named ``<stem>_<format>`` (:func:`key`); jobs look their files up by that name.
+
+A conditional item (``requires``: the name of a MethodSpec trait) is made only when a configured
+method's spec has that trait (``Experiment.report_conditions()``): the functions below take the
+conditions that hold as ``present`` (None: every item, the catalog as declared).
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +34,9 @@ FIGURE_FORMATS = ("png", "pdf")
 class Item:
     """A table or figure. ``inputs``: what it is drawn from, as the tables it reads (``stem.format``)
     or the rule's other inputs (``evals``, ``selections``, ``analyses``). Tables: ``label`` is the
-    LaTeX label; ``csv_float`` the csv float format; ``text_float`` the .md/.tex one."""
+    LaTeX label; ``csv_float`` the csv float format; ``text_float`` the .md/.tex one;
+    ``requires`` a MethodSpec trait some configured method must have for the item to be made ("":
+    always made)."""
 
     kind: str  # table | figure
     stem: str
@@ -39,6 +46,7 @@ class Item:
     label: str = ""
     csv_float: str = "%.6g"
     text_float: str = "{:.2f}"
+    requires: str = ""
 
     def key(self, fmt: str) -> str:
         return key(self.stem, fmt)
@@ -135,10 +143,25 @@ ITEMS = (
         "%.6g",
         "{:.2f}",
     ),
+    # quantization-aware unlearning against SURE and a larger lr at equal utility (issue 13): only
+    # in a config with a quantization-aware method
+    Item(
+        "table",
+        "qa_comparison",
+        "aggregate_quant",
+        TABLE_FORMATS,
+        ("metrics.csv", "robust_retention.csv"),
+        "tab:qa_comparison",
+        "%.6g",
+        "{:.2f}",
+        requires="quantization_aware",
+    ),
     Item("figure", "retention_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "codes_changed_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "analyses")),
 )
 RULES = tuple(dict.fromkeys(i.rule for i in ITEMS))
+# the conditions conditional items require (MethodSpec traits)
+CONDITIONS = tuple(dict.fromkeys(i.requires for i in ITEMS if i.requires))
 # paper/'s generated sources (rules paper_numbers, paper_includes)
 PAPER_SOURCES = {
     "macros": "paper/macros.tex",
@@ -154,8 +177,16 @@ def key(stem: str, fmt: str) -> str:
     return f"{stem}_{fmt}"
 
 
-def items(rule: str | None = None, kind: str | None = None) -> list[Item]:
-    return [i for i in ITEMS if rule in (None, i.rule) and kind in (None, i.kind)]
+def items(rule: str | None = None, kind: str | None = None, present: Collection[str] | None = None) -> list[Item]:
+    """The items of ``rule`` and ``kind`` (None: any); ``present``: the conditions that hold (a
+    conditional item whose ``requires`` is not among them is left out; None: every item)."""
+    return [
+        i
+        for i in ITEMS
+        if rule in (None, i.rule)
+        and kind in (None, i.kind)
+        and (present is None or not i.requires or i.requires in present)
+    ]
 
 
 def get(kind: str, stem: str) -> Item:
@@ -165,32 +196,32 @@ def get(kind: str, stem: str) -> Item:
     raise KeyError(f"no {kind} {stem!r} in the report catalog")
 
 
-def outputs(rule: str) -> dict[str, str]:
+def outputs(rule: str, present: Collection[str] | None = None) -> dict[str, str]:
     """The named outputs of ``rule``: ``<stem>_<format>`` -> path under results/."""
-    return {i.key(fmt): i.path(fmt) for i in items(rule) for fmt in i.formats}
+    return {i.key(fmt): i.path(fmt) for i in items(rule, present=present) for fmt in i.formats}
 
 
-def table_inputs(rule: str) -> dict[str, str]:
+def table_inputs(rule: str, present: Collection[str] | None = None) -> dict[str, str]:
     """The tables the items of ``rule`` are drawn from, named like outputs (``metrics_csv``)."""
-    names = dict.fromkeys(n for i in items(rule) for n in i.inputs if "." in n)
+    names = dict.fromkeys(n for i in items(rule, present=present) for n in i.inputs if "." in n)
     return {key(*n.split(".")): paths.table(n) for n in names}
 
 
-def paper_copies(*rules: str) -> dict[str, str]:
+def paper_copies(*rules: str, present: Collection[str] | None = None) -> dict[str, str]:
     """The outputs of ``rules`` -> their copies under paper/ (rules paper_assets, paper_quant)."""
-    return {i.path(fmt): i.paper_path(fmt) for rule in rules for i in items(rule) for fmt in i.formats}
+    return {i.path(fmt): i.paper_path(fmt) for rule in rules for i in items(rule, present=present) for fmt in i.formats}
 
 
-def paper_files() -> list[str]:
+def paper_files(present: Collection[str] | None = None) -> list[str]:
     """Everything paper/main.tex needs: the copied tables and figures and the generated sources."""
-    return [i.paper_path(fmt) for i in ITEMS for fmt in i.formats] + list(PAPER_SOURCES.values())
+    return [i.paper_path(fmt) for i in items(present=present) for fmt in i.formats] + list(PAPER_SOURCES.values())
 
 
-def files(kind: str) -> list[str]:
+def files(kind: str, present: Collection[str] | None = None) -> list[str]:
     """The file names of every table or figure, in declaration order (paper/tables.tex's order)."""
-    return [f for i in items(kind=kind) for f in i.files()]
+    return [f for i in items(kind=kind, present=present) for f in i.files()]
 
 
-def captions(kind: str) -> dict[str, str]:
+def captions(kind: str, present: Collection[str] | None = None) -> dict[str, str]:
     """File name -> caption of every table or figure file."""
-    return {f: i.caption for i in items(kind=kind) for f in i.files()}
+    return {f: i.caption for i in items(kind=kind, present=present) for f in i.files()}

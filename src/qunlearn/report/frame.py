@@ -7,18 +7,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from .. import paths, runtime
+from .. import deploy, paths, runtime
 from ..config import ReportConfig
 from ..evaluate.metrics import privleak
 from ..registries import METRICS
 
-# A model row: where it lives (model_id), what it is (`model`: target | retrain | unlearn | external),
-# and the alpha actually used ("selected" in a model_id is resolved from the alpha selection; the
-# `selected` column keeps that fact). An external model's `method` is its name (no alpha, lr, ...).
+# A model row: where it lives (model_id), what it is (`model`: target | retrain | unlearn | external
+# | deployment), and the alpha actually used ("selected" in a model_id is resolved from the alpha
+# selection; the `selected` column keeps that fact). An external model's `method` is its name (no
+# alpha, lr, ...); a deployment (qunlearn.deploy: a deployment mode of an arm) has its arm's
+# method, alpha, lr, epochs and loss, and is never a headline row.
 MODEL_KEY = ["dataset", "model_id", "model", "method", "alpha", "selected", "lr", "epochs", "loss"]
 # headline: the row belongs to the headline tables (Table 1, retention.md, summary, the bar figure)
 LONG_COLUMNS = [*MODEL_KEY, "headline", "scheme", "metric", "value"]
 UNLEARNED = ("unlearn", "external")  # the `model` values of unlearned models (retention rows)
+DEPLOYMENT = "deployment"  # the `model` value of a deployment mode's rows (the zoo table's extra rows)
 
 
 def metric_specs() -> list:
@@ -40,7 +43,9 @@ def parse_eval_path(path: str | Path, selected_alphas: dict | None = None) -> di
     """Model key + scheme of an eval output; ``selected_alphas[(dataset, method)]`` resolves the
     alpha of arms whose path says alpha~selected."""
     dataset, model_id, scheme = paths.parse_eval_file(str(path))
-    p = paths.parse_model_id(model_id)
+    deployment = deploy.parse(model_id)
+    # a deployment's row describes its arm (the parent), under its own model_id
+    p = paths.parse_model_id(deployment[1] if deployment else model_id)
     alpha, selected = p.alpha, p.alpha == paths.SELECTED
     if selected:
         try:
@@ -52,7 +57,7 @@ def parse_eval_path(path: str | Path, selected_alphas: dict | None = None) -> di
     return {
         "dataset": dataset,
         "model_id": model_id,
-        "model": p.base or p.kind,
+        "model": DEPLOYMENT if deployment else (p.base or p.kind),
         "method": p.method or p.name,
         "alpha": alpha,
         "selected": selected,

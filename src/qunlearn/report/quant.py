@@ -9,13 +9,15 @@ scheme facts (quantizer, bits) come from the experiment's scheme table, never fr
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
-from .. import paths, runtime
+from .. import deploy, paths, runtime
 from ..config import ReportConfig
-from .frame import MODEL_KEY, parse_eval_path
+from ..registries import METHODS
+from .frame import DEPLOYMENT, MODEL_KEY, column, parse_eval_path, wide_metrics
 from .tables import retention, table1
 
 WEIGHT_COLUMNS = [
@@ -174,19 +176,36 @@ def zoo_schemes(schemes: dict, present: set[str], cfg: ReportConfig) -> list[str
     return [s for s in dict.fromkeys(out) if s in present]
 
 
+# the zoo table's rows: the headline arms and their deployment modes (frame.DEPLOYMENT)
+ZOO_MODELS = ("unlearn", DEPLOYMENT)
+
+
+def zoo_labels(rows: pd.DataFrame) -> pd.Series:
+    """The zoo table's method column: an arm's method; a deployment's, with its mode's label
+    (``ihl_fila (quantized base + fp adapter)``; qunlearn.deploy reads the mode from the model id)."""
+
+    def label(r) -> str:
+        if r.model != DEPLOYMENT:
+            return r.method
+        mode = deploy.parse(r.model_id)[0]
+        return f"{r.method} ({deploy.MODE_LABELS.get(mode, mode)})"
+
+    return pd.Series([label(r) for r in rows.itertuples()], index=rows.index, dtype=object)
+
+
 def zoo_table(
     df: pd.DataFrame, wc: pd.DataFrame, robust: pd.DataFrame, schemes: dict, cfg: ReportConfig
 ) -> pd.DataFrame:
-    """The method zoo, one row per headline arm (``df``: metrics rows, headline and seed-averaged):
+    """The method zoo, one row per headline arm and one per deployment mode of an arm (``df``:
+    metrics rows, headline and deployment, seed-averaged; a deployment's row is labelled
+    :func:`zoo_labels` and has no changed-code or robust values: it is neither analysed nor attacked):
     retention at full precision, 8 and 4 bits (``retention_<scheme>``), M4 relative to the target at
     full precision (``m4_rel``), the percentage of the quantized scheme's codes that changed
     (``pct_codes_changed_<scheme>``, from the analysis rows ``wc`` as the weight-change table reads
     them) and, when the attack tables have rows for it, robust retention's worst case
     (``robust_worst``, ``robust_worst_at``)."""
-    from .frame import column, wide_metrics
-
-    ret = retention(df)
-    ret = ret[ret.model == "unlearn"]
+    ret = retention(df, models=ZOO_MODELS)
+    ret = ret.assign(method=zoo_labels(ret))
     chosen = zoo_schemes(schemes, set(ret.scheme), cfg)
     out = (
         ret[ret.scheme.isin(chosen)]
@@ -199,7 +218,8 @@ def zoo_table(
     m4 = column("knowmem_r")
     wide = wide_metrics(df[df.scheme == cfg.full_precision_scheme], [m4])
     target = wide[wide.model == "target"].set_index("dataset")[m4] if m4 in wide else pd.Series(dtype=float)
-    arms = wide[wide.model == "unlearn"].set_index(KEY)[m4] if m4 in wide else pd.Series(dtype=float)
+    arms = wide[wide.model.isin(ZOO_MODELS)] if m4 in wide else wide
+    arms = arms.assign(method=zoo_labels(arms)).set_index(KEY)[m4] if m4 in wide else pd.Series(dtype=float)
     out["m4_rel"] = [
         arms.get(tuple(r[k] for k in KEY), float("nan")) / target.get(r["dataset"], float("nan"))
         if target.get(r["dataset"], 0) > 0
@@ -217,3 +237,75 @@ def zoo_table(
         out["robust_worst"] = [worst.worst.get((r.dataset, r.method), float("nan")) for r in out.itertuples()]
         out["robust_worst_at"] = [worst.worst_at.get((r.dataset, r.method), "") for r in out.itertuples()]
     return out.sort_values(["dataset", "method", "alpha", "lr"], kind="stable").reset_index(drop=True)
+
+
+QA_VARIANTS = ("plain", "SURE", "quantization-aware")  # the qa_comparison's variant column, in row order
+
+
+def qa_variant(method: str) -> str:
+    """A method's variant in the qa_comparison table, from its spec's traits."""
+    spec = METHODS[method]
+    return "quantization-aware" if spec.quantization_aware else "SURE" if spec.saliency_masked else "plain"
+
+
+def qa_comparison_table(
+    df: pd.DataFrame, robust: pd.DataFrame, schemes: dict, cfg: ReportConfig, qa: dict
+) -> pd.DataFrame:
+    """Quantization-aware unlearning against SURE and a plain larger lr at equal utility (issue 13):
+    one row per arm of ``qa`` (``Experiment.qa_comparison_for_report()``: ``arms`` [[dataset,
+    model_id]], ``headline`` the headline arms among them, ``min_utility_fraction``) found in
+    ``df`` (metrics rows with the bases, seed-averaged): its objective, method, variant
+    (:func:`qa_variant`), alpha and lr; M4 relative to the target at full precision (``m4_rel``) and
+    whether it meets the utility floor (``meets_utility``: m4_rel >= min_utility_fraction); retention
+    at full precision and at every 4-bit scheme evaluated (``retention_<scheme>``, most-bits order,
+    then quantizer family); and, when the attack tables have rows, robust retention's worst case
+    (``robust_worst``, ``robust_worst_at``) for the attacked headline arms (empty for the others)."""
+    arms = [tuple(a) for a in qa.get("arms", [])]
+    headline = {tuple(a) for a in qa.get("headline", [])}
+    floor = float(qa.get("min_utility_fraction", math.nan))
+    if not arms:
+        return pd.DataFrame()
+    ret = retention(df)
+    ret = ret[pd.Series([(d, m) in set(arms) for d, m in zip(ret.dataset, ret.model_id)], index=ret.index, dtype=bool)]
+    fp = cfg.full_precision_scheme
+    four = [s for s in scheme_order(schemes) if int(schemes[s]["nominal_bits"]) == 4 and s in set(ret.scheme)]
+    chosen = [fp, *four]
+    m4 = column("knowmem_r")
+    wide = wide_metrics(df[df.scheme == fp], [m4]) if len(df) else pd.DataFrame()
+    has_m4 = m4 in wide
+    target = wide[wide.model == "target"].set_index("dataset")[m4] if has_m4 else pd.Series(dtype=float)
+    m4_of = wide.set_index(["dataset", "model_id"])[m4] if has_m4 else pd.Series(dtype=float)
+    with_robust = not robust.empty and "worst" in robust
+    worst = robust.set_index(["dataset", "method"]) if with_robust else None
+    rows = []
+    for ds, mid in arms:
+        r = ret[(ret.dataset == ds) & (ret.model_id == mid)]
+        if r.empty:
+            continue
+        first = r.iloc[0]
+        t = target.get(ds, math.nan)
+        m4_rel = float(m4_of.get((ds, mid), math.nan)) / t if t > 0 else math.nan
+        by_scheme = dict(zip(r.scheme, r.retention))
+        row = {
+            "dataset": ds,
+            "objective": METHODS[first.method].objective or first.method,
+            "method": first.method,
+            "variant": qa_variant(first.method),
+            "alpha": first.alpha,
+            "lr": first.lr,
+            "m4_rel": m4_rel,
+            "meets_utility": bool(m4_rel >= floor) if not math.isnan(m4_rel) else False,
+            **{f"retention_{s}": float(by_scheme.get(s, math.nan)) for s in chosen},
+        }
+        if with_robust:
+            key, attacked = (ds, first.method), (ds, mid) in headline
+            row["robust_worst"] = float(worst.worst.get(key, math.nan)) if attacked else math.nan
+            at = worst.worst_at.get(key, "") if attacked else ""
+            row["robust_worst_at"] = at if isinstance(at, str) else ""
+        rows.append(row)
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    out = out.assign(_v=out.variant.map(QA_VARIANTS.index), _lr=out.lr.astype(float))
+    out = out.sort_values(["dataset", "objective", "_v", "method", "_lr"], kind="stable")
+    return out.drop(columns=["_v", "_lr"]).reset_index(drop=True)

@@ -12,10 +12,11 @@ from ..config import ReportConfig, from_dict
 from ..selection import selected_alpha
 from . import catalog, figures
 from .catalog import key
-from .frame import column, long_metrics, mark_headline, read_metrics, seed_mean
+from .frame import DEPLOYMENT, column, long_metrics, mark_headline, read_metrics, seed_mean
 from .intervals import read_item_scores
 from .quant import (
     method_labels,
+    qa_comparison_table,
     read_optional_table,
     retention_by_bits,
     retention_by_bits_wide,
@@ -136,15 +137,18 @@ def aggregate_quant(
     out: dict[str, str],
     intervals_csv: str | Path | None = None,
     robust_csv: str | Path | None = None,
+    qa: dict | None = None,
 ) -> None:
     """The tables and figures of rule ``aggregate_quant`` from metrics.csv's headline rows (grid and
     sweep arms are in the study tables; replicates folded into their mean) and the analysis JSONs;
     ``schemes``: scheme -> {quantizer, nominal_bits, **settings}; ``intervals_csv``: the retention
     intervals drawn as error bars of retention_vs_bits; ``robust_csv``: rule aggregate_attacks'
-    robust_retention.csv (absent or empty: the zoo table has no robust column)."""
+    robust_retention.csv (absent or empty: the zoo table has no robust column). The zoo table also
+    reports the deployments' rows; the qa_comparison table (made when ``out`` names it: a config
+    with a quantization-aware method) the arms of ``qa`` (Experiment.qa_comparison_for_report())."""
     cfg = from_dict(ReportConfig, report_cfg, "report")
-    df = read_metrics(metrics_csv)
-    with_seeds = df[df.headline].reset_index(drop=True)
+    full = read_metrics(metrics_csv)
+    with_seeds = full[full.headline].reset_index(drop=True)
     df = seed_mean(with_seeds)  # one row per headline model: the mean over its seeds
     missing = sorted(set(df.scheme) - set(schemes))
     if missing:
@@ -154,7 +158,12 @@ def aggregate_quant(
     write_table(out, "retention_by_bits", rb, retention_by_bits_wide(rb, schemes))
     wc = weight_change_long(analysis_paths, schemes, with_seeds)
     write_table(out, "weight_change", wc, weight_change_summary(wc))
-    write_table(out, "zoo", zoo_table(df, wc, read_optional_table(robust_csv), schemes, cfg))
+    robust = read_optional_table(robust_csv)
+    deployed = seed_mean(full[full.model == DEPLOYMENT].reset_index(drop=True))  # the zoo's extra rows
+    zoo_rows = pd.concat([df, deployed], ignore_index=True) if len(deployed) else df
+    write_table(out, "zoo", zoo_table(zoo_rows, wc, robust, schemes, cfg))
+    if key("qa_comparison", "csv") in out:
+        write_table(out, "qa_comparison", qa_comparison_table(seed_mean(full), robust, schemes, cfg, qa or {}))
 
     order = {s: i for i, s in enumerate(scheme_order(schemes))}
     group_size = lambda d: [schemes[s].get("group_size") for s in d.scheme]  # noqa: E731

@@ -29,14 +29,15 @@ def table1_columns(df: pd.DataFrame | None = None) -> list[str]:
     return [s.column for s in metric_specs() if not (s.enabled_by and present is not None and s.column not in present)]
 
 
-def retention(df: pd.DataFrame) -> pd.DataFrame:
-    """Per unlearned model (an arm or an external model) and scheme: :func:`forget_retention` against
-    the target at the same scheme."""
+def retention(df: pd.DataFrame, models: tuple[str, ...] = UNLEARNED) -> pd.DataFrame:
+    """Per unlearned model (an arm or an external model; ``models``: the ``model`` values to
+    report, e.g. also the deployments) and scheme: :func:`forget_retention` against the target at
+    the same scheme."""
     specs = retention_metrics()
     wide = wide_metrics(df, [s.column for s in specs])
     target = wide[wide.model == "target"].set_index(["dataset", "scheme"])
     rows = []
-    for _, r in wide[wide.model.isin(UNLEARNED)].iterrows():
+    for _, r in wide[wide.model.isin(models)].iterrows():
         t = target.loc[(r.dataset, r.scheme)]
         value = forget_retention({s.key: r[s.column] for s in specs}, {s.key: t[s.column] for s in specs})
         rows.append({**{k: r[k] for k in MODEL_KEY}, "scheme": r.scheme, "retention": value})

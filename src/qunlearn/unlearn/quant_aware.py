@@ -135,4 +135,5 @@ register_variants(
     NPOQASettings,
     "quantization-aware: {objective}, the forget term on RTN-quantized weights (STE)",
     "this project; related: DurableUn (arXiv 2605.02196), QUAIL (arXiv 2601.15538)",
+    quantization_aware=True,
 )
