@@ -181,7 +181,7 @@ def test_the_planner_plans_each_deployment_and_its_evaluations():
     mid = f"derived/deploy/mode~adapter_on_quantized/of/{arm}"
     assert exp.deploy_jobs() == [mid]
     assert paths.parse_model_id(mid).parent == arm
-    n_schemes = len(cfg["unlearn"]["methods"]["ihl_fila"]["schemes"])  # the arm's (zoo.yaml narrows them)
+    n_schemes = len(exp.headline_schemes("synth", "ihl_fila"))
     assert (
         exp.model_schemes("synth", mid) == exp.model_schemes("synth", arm)
         and len(exp.model_schemes("synth", mid)) == n_schemes

@@ -1,5 +1,5 @@
-"""The zoo's plan (configs/zoo.yaml, configs/zoo-ci.yaml), without training: the quantization-aware
-comparison's arms and schemes, the attacks on them, the deployment's evaluations in metrics.csv's
+"""The zoo's plan (configs/zoo.yaml, configs/zoo-ci.yaml, configs/qa-compare.yaml), without training:
+the quantization-aware comparison's arms and schemes, the attacks on them, the deployment's evaluations in metrics.csv's
 inputs, the conditional qa_comparison table, and the dry run's job counts, each derived from the
 Experiment object."""
 
@@ -15,7 +15,7 @@ from qunlearn.experiment import Experiment
 from qunlearn.registries import METHODS
 from qunlearn.report import catalog
 
-ZOO_CONFIGS = ("configs/zoo.yaml", "configs/zoo-ci.yaml")
+ZOO_CONFIGS = ("configs/zoo.yaml", "configs/zoo-ci.yaml", "configs/qa-compare.yaml")
 
 
 def load(name):
@@ -23,22 +23,22 @@ def load(name):
         return yaml.safe_load(fh)
 
 
-def test_the_zoo_compares_each_quantization_aware_method_with_sure_and_a_larger_lr():
-    cfg = load("configs/zoo.yaml")
+def test_qa_compare_compares_each_quantization_aware_method_with_sure_and_a_larger_lr():
+    cfg = load("configs/qa-compare.yaml")
     exp = Experiment(cfg)
     methods = set(exp.qa_comparison_methods())
     assert methods == {"ga_gdr", "ga_gdr_sure", "ga_gdr_qa", "npo_gdr", "npo_gdr_sure", "npo_gdr_qa"}
     assert exp.report_conditions() == {"quantization_aware"}
     qa = exp.qa_comparison_for_report()
     arms = [paths.parse_model_id(mid) for _, mid in qa["arms"]]
-    # every variant at the same lr (the plain objective's larger lr is an lr-sweep arm), and the
-    # plain objectives also at their headline lr
+    # plain, SURE and quantization-aware at one lr per objective: the plain objective's larger lr
+    # is its headline arm (so that it is attacked too)
     specs = exp.method_specs
-    variants = [a for a in arms if specs[a.method].saliency_masked or specs[a.method].quantization_aware]
-    assert {a.lr for a in variants} == {"0.001"} and len(variants) == 4
-    assert {(a.method, a.lr) for a in arms if a.method in ("ga_gdr", "npo_gdr")} == {
-        (m, lr) for m in ("ga_gdr", "npo_gdr") for lr in ("3e-05", "0.001")
-    }
+    lrs = {}
+    for a in arms:
+        lrs.setdefault(specs[a.method].objective or a.method, set()).add(a.lr)
+    assert {k: len(v) for k, v in lrs.items()} == {"ga_gdr": 1, "npo_gdr": 1} and len(arms) == 6
+    assert all(float(a.lr) > cfg["unlearn"]["lr"] for a in arms)  # all above the default lr
     assert all(a.alpha == paths.SELECTED for a in arms)
     assert qa["min_utility_fraction"] == cfg["unlearn"]["alpha_selection"]["min_utility_fraction"]
     # at full precision, 8 bits and every 4-bit scheme
@@ -46,17 +46,14 @@ def test_the_zoo_compares_each_quantization_aware_method_with_sure_and_a_larger_
     assert four_bit == {"rtn4", "bnb_fp4", "bnb_nf4", "gptq", "awq"}
     for _, mid in qa["arms"]:
         assert set(exp.model_schemes("synth", mid)) == set(exp.schemes), mid
-    # the other methods stay at the zoo table's schemes
-    assert set(exp.headline_schemes("synth", "rmu")) == {"fp32", "rtn8", "rtn4", "bnb_nf4", "gptq"}
-    # the attacks: the headline arms of every compared method (sweep arms are not attacked)
+    # the attacks: the headline arms of every compared method, i.e. every arm of the comparison
     assert set(exp.attacked_headlines()["synth"]) == methods
     attacked = {paths.parse_model_id(mid).parent for mid in exp.attack_jobs()}
-    assert {mid for _, mid in qa["headline"]} <= attacked
-    assert not ({mid for _, mid in qa["arms"]} - {mid for _, mid in qa["headline"]}) & attacked
+    assert {mid for _, mid in qa["headline"]} == {mid for _, mid in qa["arms"]} <= attacked
 
 
 def test_without_a_quantization_aware_method_there_is_no_comparison():
-    cfg = load("configs/zoo.yaml")
+    cfg = load("configs/qa-compare.yaml")
     for m in [m for m in cfg["unlearn"]["methods"] if METHODS[m].quantization_aware]:
         del cfg["unlearn"]["methods"][m]
     del cfg["attacks"]
@@ -67,7 +64,9 @@ def test_without_a_quantization_aware_method_there_is_no_comparison():
 
 
 def test_metrics_csv_reads_the_deployments_but_no_attacked_model():
-    exp = Experiment(load("configs/zoo.yaml"))
+    cfg = load("configs/zoo.yaml")  # with a deployment (ihl_fila); attacks as qa-compare.yaml runs them
+    cfg["attacks"] = {**load("configs/qa-compare.yaml")["attacks"], "methods": ["npo_gdr"]}
+    exp = Experiment(cfg)
     files = set(exp.eval_files(attacked=False))
     assert set(exp.deployment_eval_files()) <= files and exp.deployment_eval_files()
     attacked = {mid for mid in exp.attack_jobs()}
