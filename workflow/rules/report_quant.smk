@@ -1,7 +1,7 @@
 rule aggregate_quant:
     """Quantizer tables and figures: GPTQ/AWQ table (paper Tables 2/3), retention per scheme and
-    bits, weight-change table, retention-vs-bits and changed-codes-vs-bits figures (declared in
-    qunlearn.report.catalog)."""
+    bits, weight-change table, the zoo and model-size-study tables, retention-vs-bits,
+    changed-codes-vs-bits and retention-vs-size figures (declared in qunlearn.report.catalog)."""
     input:
         **catalog.table_inputs("aggregate_quant"),
         analyses=EXP.analysis_dirs(),
@@ -16,6 +16,7 @@ rule aggregate_quant:
     params:
         report=as_json(EXP.report_params()),
         schemes=as_json(EXP.scheme_table()),
+        scale=as_json(EXP.scale_study()),  # the model-size study's datasets ({}: none)
     script:
         f"{SCRIPTS}/aggregate_quant.py"
 

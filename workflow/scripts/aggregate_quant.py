@@ -15,4 +15,5 @@ with job_logging(snakemake.log[0]):
         dict(snakemake.output.items()),
         snakemake.input.intervals_csv,
         snakemake.input.get("robust_retention_csv"),
+        param(snakemake, "scale"),
     )

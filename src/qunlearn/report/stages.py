@@ -26,6 +26,7 @@ from .quant import (
     zoo_table,
 )
 from .render import write_table
+from .scale import ONSET_RETENTION, onset_table, onset_text, scale_table, scale_text
 from .studies import write_studies
 from .tables import (
     headline_interval,
@@ -136,12 +137,14 @@ def aggregate_quant(
     out: dict[str, str],
     intervals_csv: str | Path | None = None,
     robust_csv: str | Path | None = None,
+    scale: dict[str, dict] | None = None,
 ) -> None:
     """The tables and figures of rule ``aggregate_quant`` from metrics.csv's headline rows (grid and
     sweep arms are in the study tables; replicates folded into their mean) and the analysis JSONs;
     ``schemes``: scheme -> {quantizer, nominal_bits, **settings}; ``intervals_csv``: the retention
     intervals drawn as error bars of retention_vs_bits; ``robust_csv``: rule aggregate_attacks'
-    robust_retention.csv (absent or empty: the zoo table has no robust column)."""
+    robust_retention.csv (absent or empty: the zoo table has no robust column); ``scale``: the
+    model-size study's datasets (``Experiment.scale_study``; empty or None: no scale rows)."""
     cfg = from_dict(ReportConfig, report_cfg, "report")
     df = read_metrics(metrics_csv)
     with_seeds = df[df.headline].reset_index(drop=True)
@@ -155,6 +158,11 @@ def aggregate_quant(
     wc = weight_change_long(analysis_paths, schemes, with_seeds)
     write_table(out, "weight_change", wc, weight_change_summary(wc))
     write_table(out, "zoo", zoo_table(df, wc, read_optional_table(robust_csv), schemes, cfg))
+    sc = scale_table(df, wc, scale or {}, schemes, cfg)
+    write_table(out, "scale", sc, scale_text(sc))
+    onset = onset_table(sc, schemes)
+    write_table(out, "scale_onset", onset, onset_text(onset))
+    figures.retention_vs_size(sc, schemes, ONSET_RETENTION, out, cfg.figure_dpi)
 
     order = {s: i for i, s in enumerate(scheme_order(schemes))}
     group_size = lambda d: [schemes[s].get("group_size") for s in d.scheme]  # noqa: E731
