@@ -276,10 +276,11 @@ def test_the_ci_scale_study_runs_and_reports_every_size_snapped_and_not(scale_ru
     assert {(r.hidden_size, r.release) for r in scale.itertuples()} == {
         (s["hidden_size"], AS_TRAINED if s["snap_bits"] is None else "snapped (4 bits)") for s in sizes.values()
     }
-    for col in ("retention_fp32", "retention_rtn4", "m4_rel", "pct_codes_changed_rtn4"):
+    for col in ("retention_fp32", "retention_rtn4", "pct_codes_changed_rtn4"):
         assert scale[col].notna().all(), col
     assert scale[["retention_fp32", "retention_rtn4"]].stack().between(0, 2).all()
-    assert scale.pct_codes_changed_rtn4.between(0, 100).all() and (scale.m4_rel >= 0).all()
+    # m4_rel is empty where the target answers no retain question (the CI models barely learn)
+    assert scale.pct_codes_changed_rtn4.between(0, 100).all() and (scale.m4_rel.dropna() >= 0).all()
     onset = pd.read_csv(scale_run / "results/tables/scale_onset.csv", keep_default_na=False, na_values=[""])
     assert list(onset.scheme) == ["rtn4"] and onset.onset[0] in {"none", *sizes}
     for fmt in ("png", "pdf"):
