@@ -46,11 +46,11 @@ def main() -> None:
         if exp.method_specs[m].preparation:
             prepared = paths.prepared_dir("synth", m, exp.seed)
             prep = exp.prepare_params("synth", m)
-            stages.prepare_method(target, f"{R}/data", prepared, prep, exp.model.max_length, exp.seed, 1, False)
+            stages.prepare_method(target, f"{R}/data", prepared, prep, exp.max_length("synth"), exp.seed, 1, False)
         model_dir = paths.model_dir("synth", arm.model_id)
         params = exp.unlearn_params(arm)
         meta = stages.unlearn_model(
-            target, f"{R}/data", model_dir, params, exp.model.max_length, exp.seed, 1, False, prepared_dir=prepared
+            target, f"{R}/data", model_dir, params, exp.max_length("synth"), exp.seed, 1, False, prepared_dir=prepared
         )
         out = {"seconds": round(time.time() - started, 1), "last_step": meta["history"]["epochs"][-1]}
         print(m, json.dumps(out), flush=True)

@@ -26,6 +26,7 @@ LAYERS = [
     "tables",
     "studies",
     "quant",
+    "scale",
     "figures",
     "attacks",
     "paper",

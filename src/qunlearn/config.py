@@ -258,6 +258,10 @@ class DatasetConfig:
     pretrained: PretrainedConfig | None = None  # bases not trained here (null = train both)
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig, metadata={"data": True})
     reuse: str | None = None  # source: reuse -> name of the dataset whose data + training we share
+    # keys of the top-level `model` section this dataset's trained bases use instead (merged over
+    # it: a model-size study, one dataset per size); null = the top-level model. Not on a reuse
+    # dataset, which takes its owner's trained bases
+    model: dict[str, Any] | None = None
     release: ReleaseConfig = field(default_factory=ReleaseConfig)
     # the paper's utility scores (Gen, Tru, Fac, Flu) on this dataset's evaluations: {enabled,
     # chat_template, max_items} (settings: qunlearn.evaluate.utility.UtilitySettings); null = off
@@ -274,6 +278,16 @@ class DatasetConfig:
             raise ConfigError(f"{where}.muse: source 'muse' needs a muse section (hub_id, local_dir)")
         if self.source == "reuse" and not self.reuse:
             raise ConfigError(f"{where}.reuse: source 'reuse' needs the name of another dataset")
+        if self.source == "reuse" and self.model is not None:
+            raise ConfigError(
+                f"{where}.model: a reuse dataset takes the trained bases of {self.reuse!r}, and so their "
+                "model; set the model there"
+            )
+        if self.model is not None:
+            unknown = sorted(set(self.model) - {f.name for f in dataclasses.fields(ModelConfig)})
+            if unknown:
+                allowed = ", ".join(f.name for f in dataclasses.fields(ModelConfig))
+                raise ConfigError(f"{where}.model: unknown key(s) {', '.join(map(repr, unknown))}; allowed: {allowed}")
 
 
 @dataclass

@@ -27,12 +27,16 @@ Planning vocabulary:
 - a *deployment* of a headline arm (or replicate) of a method whose spec declares ``deployments``
   (e.g. ihl_fila's ``adapter_on_quantized``) is the derived id ``derived/deploy/mode~<mode>/of/<arm>``
   (rule ``deploy``, qunlearn.deploy), evaluated at the arm's schemes;
+- a dataset's *model* is the top-level ``model`` with its ``datasets.<name>.model`` keys over it (a
+  reuse dataset has its owner's); a config whose trained datasets have more than one model is a
+  *scale study* (``scale_study``: the rows of the report's scale tables);
 - an *evaluation* is (dataset, model id, scheme).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from functools import cached_property
 from typing import Any
 
@@ -91,6 +95,13 @@ class Experiment:
             name: from_dict(DatasetConfig, ds, f"datasets.{name}") for name, ds in raw_datasets.items()
         }
         self.model: ModelConfig = from_dict(ModelConfig, config.get("model"), "model")
+        # each dataset's own model: the top-level one with its datasets.<name>.model keys over it
+        self.dataset_models: dict[str, ModelConfig] = {
+            name: from_dict(ModelConfig, {**(config.get("model") or {}), **ds.model}, f"datasets.{name}.model")
+            if ds.model is not None
+            else self.model
+            for name, ds in self.datasets.items()
+        }
         self.train: TrainConfig = from_dict(TrainConfig, config.get("train"), "train")
         self.evaluate: EvalConfig = from_dict(EvalConfig, config.get("evaluate"), "evaluate")
         self.report: ReportConfig = from_dict(ReportConfig, config.get("report"), "report")
@@ -251,7 +262,6 @@ class Experiment:
         trained base divides the widths its layers' inputs have (``model.hidden_size``: attention and
         MLP inputs, lm_head; ``model.intermediate_size``: the MLP's down projection). Bases taken as
         published have widths unknown here: quantize.check_group_size checks them when a job loads one."""
-        widths = {"model.hidden_size": self.model.hidden_size, "model.intermediate_size": self.model.intermediate_size}
 
         def check(group_size, where: str) -> None:
             bad = {k: w for k, w in widths.items() if group_size and w % group_size}
@@ -265,6 +275,9 @@ class Experiment:
         for ds in self.owned_datasets():
             if all(self.pretrained_base(ds, base) is not None for base in BASES):
                 continue  # no base of this dataset is trained here
+            m = self.model_of(ds)
+            section = f"datasets.{ds}.model" if self.datasets[ds].model is not None else "model"
+            widths = {f"{section}.hidden_size": m.hidden_size, f"{section}.intermediate_size": m.intermediate_size}
             for d in [d for d in self.datasets if self.owner(d) == ds]:
                 release = self.datasets[d].release
                 if release.snap_bits is not None:
@@ -313,6 +326,39 @@ class Experiment:
         if pre is None or getattr(pre, base) is None:
             return None
         return {**to_dict(getattr(pre, base)), "dtype": pre.dtype, "trust_remote_code": pre.trust_remote_code}
+
+    def model_of(self, dataset: str) -> ModelConfig:
+        """The model of ``dataset``'s trained bases: its owner's ``model`` (the top-level section with
+        the owner's ``datasets.<name>.model`` keys over it)."""
+        return self.dataset_models[self.owner(dataset)]
+
+    def trains_bases(self, dataset: str) -> bool:
+        """Whether at least one base of ``dataset`` (its owner's) is trained here, not taken as published."""
+        return any(self.pretrained_base(dataset, base) is None for base in BASES)
+
+    def scale_study(self) -> dict[str, dict]:
+        """A model-size study (docs "Configuration", the scale study): when the datasets whose bases
+        are trained here have more than one model, dataset -> its model's shape, the parameter count
+        of the LlamaForCausalLM built from it and the release's grid snap (``snap_bits``, None = as
+        trained), for every such dataset (reuse datasets included); empty otherwise, so a config with
+        one model has no scale rows."""
+        from .resources import tiny_llama_params
+
+        trained = [d for d in self.datasets if self.trains_bases(d)]
+        if len({json.dumps(to_dict(self.model_of(d)), sort_keys=True) for d in trained}) < 2:
+            return {}
+        out = {}
+        for d in trained:
+            m = self.model_of(d)
+            out[d] = {
+                "hidden_size": m.hidden_size,
+                "num_layers": m.num_layers,
+                "num_heads": m.num_heads,
+                "intermediate_size": m.intermediate_size,
+                "params": tiny_llama_params(to_dict(m), self.datasets[self.owner(d)].tokenizer.vocab_size),
+                "snap_bits": self.datasets[d].release.snap_bits,
+            }
+        return out
 
     def data_params(self, dataset: str) -> dict:
         """What a dataset's data depend on: its source section and its tokenizer (not its schemes,
@@ -824,8 +870,13 @@ class Experiment:
         return sorted(set(self.selection_map().values()))
 
     # ---- params of the other stages ------------------------------------------------------------------
-    def model_params(self) -> dict:
-        return to_dict(self.model)
+    def model_params(self, dataset: str) -> dict:
+        """The model of ``dataset``'s trained bases (rule train_base's params)."""
+        return to_dict(self.model_of(dataset))
+
+    def max_length(self, dataset: str) -> int:
+        """The sequence length of ``dataset``'s model (unlearning, attack and preparation batches)."""
+        return self.model_of(dataset).max_length
 
     def train_params(self) -> dict:
         """The train section; micro_batch_size only when set (configs without it keep their jobs)."""

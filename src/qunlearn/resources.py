@@ -33,6 +33,7 @@ process, activation-dominated at that size (micro-batches of 8: 571 MB).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING
 
@@ -63,7 +64,7 @@ def model_size(exp: Experiment, dataset: str) -> tuple[float, int]:
     pre = ds.pretrained
     if pre is not None and (pre.target is not None or pre.retrain is not None):
         return pre.n_params, BYTES[pre.dtype]
-    return float(tiny_llama_params(exp.config.get("model"), ds.tokenizer.vocab_size)), 4
+    return float(tiny_llama_params(dataclasses.asdict(exp.model_of(dataset)), ds.tokenizer.vocab_size)), 4
 
 
 def memory_plan(

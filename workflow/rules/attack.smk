@@ -17,7 +17,7 @@ rule attack:
         **job_resources("attack"),
     params:
         attack=lambda w: as_json(EXP.attack_params(derived_of(w))),
-        max_length=EXP.model.max_length,
+        max_length=lambda w: EXP.max_length(w.dataset),
         seed=lambda w: EXP.model_seed(derived_of(w)),
     script:
         f"{SCRIPTS}/attack.py"

@@ -17,6 +17,6 @@ rule prepare_method:
         **job_resources("prepare_method"),
     params:
         prepare=lambda w: as_json(EXP.prepare_params(w.dataset, w.method)),
-        max_length=EXP.model.max_length,
+        max_length=lambda w: EXP.max_length(w.dataset),
     script:
         f"{SCRIPTS}/prepare_method.py"

@@ -1,7 +1,8 @@
 rule aggregate_quant:
     """Quantizer tables and figures: GPTQ/AWQ table (paper Tables 2/3), retention per scheme and
-    bits, weight-change table, the zoo table, with a quantization-aware method the qa_comparison
-    table, retention-vs-bits and changed-codes-vs-bits figures (declared in qunlearn.report.catalog)."""
+    bits, weight-change table, the zoo and model-size-study tables, with a quantization-aware method
+    the qa_comparison table, retention-vs-bits, changed-codes-vs-bits and retention-vs-size figures
+    (declared in qunlearn.report.catalog)."""
     input:
         **catalog.table_inputs("aggregate_quant", present=REPORT_CONDITIONS),
         analyses=EXP.analysis_dirs(),
@@ -17,6 +18,7 @@ rule aggregate_quant:
         report=as_json(EXP.report_params()),
         schemes=as_json(EXP.scheme_table()),
         qa=as_json(EXP.qa_comparison_for_report()),
+        scale=as_json(EXP.scale_study()),  # the model-size study's datasets ({}: none)
     script:
         f"{SCRIPTS}/aggregate_quant.py"
 

@@ -14,7 +14,7 @@ rule train_base:
     resources:
         **job_resources("train_base"),
     params:
-        model=as_json(EXP.model_params()),
+        model=lambda w: as_json(EXP.model_params(w.dataset)),
         train=as_json(EXP.train_params()),
         evaluate=as_json(EXP.train_check_eval_params()),
         seed=SEED,

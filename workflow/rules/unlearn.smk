@@ -16,7 +16,7 @@ rule unlearn:
         **job_resources("unlearn"),
     params:
         unlearn=lambda w: as_json(EXP.unlearn_params(arm_of(w))),
-        max_length=EXP.model.max_length,
+        max_length=lambda w: EXP.max_length(w.dataset),
         seed=lambda w: EXP.model_seed(arm_of(w).model_id),
     script:
         f"{SCRIPTS}/unlearn.py"

@@ -16,4 +16,5 @@ with job_logging(snakemake.log[0]):
         snakemake.input.intervals_csv,
         snakemake.input.get("robust_retention_csv"),
         param(snakemake, "qa"),
+        param(snakemake, "scale"),
     )

@@ -9,6 +9,7 @@ Layered bottom-up; a module imports only the ones above it in this list, so ther
 - ``render``: markdown/LaTeX rendering and the atomic writers of a declared table or figure
 - ``tables``: retention per model, Table 1, the summary
 - ``studies``, ``quant``: the study tables and the quantizer tables
+- ``scale``: the model-size study's tables (retention and changed codes per size; the onset)
 - ``figures``: the matplotlib figures
 - ``paper``: paper/'s generated LaTeX sources (macros, includes) and the PDF build
 - ``stages``: one entry point per rule (aggregate, figures, aggregate_quant)

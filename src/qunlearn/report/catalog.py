@@ -156,8 +156,17 @@ ITEMS = (
         "{:.2f}",
         requires="quantization_aware",
     ),
+    # the model-size study (issue 17): retention and codes changed per size, snapped and not, and
+    # the size where the natural regime begins (no rows unless datasets have different models)
+    Item(
+        "table", "scale", "aggregate_quant", TABLE_FORMATS, ("metrics.csv", "analyses"), "tab:scale", "%.6g", "{:.2f}"
+    ),
+    Item(
+        "table", "scale_onset", "aggregate_quant", TABLE_FORMATS, ("metrics.csv",), "tab:scale_onset", "%.6g", "{:.2f}"
+    ),
     Item("figure", "retention_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "intervals.csv")),
     Item("figure", "codes_changed_vs_bits", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "analyses")),
+    Item("figure", "retention_vs_size", "aggregate_quant", FIGURE_FORMATS, ("metrics.csv", "analyses")),
 )
 RULES = tuple(dict.fromkeys(i.rule for i in ITEMS))
 # the conditions conditional items require (MethodSpec traits)

@@ -13,6 +13,7 @@ from ..registries import METHODS
 from .frame import column
 from .quant import MEAN_LABEL
 from .render import save_figure
+from .scale import AS_TRAINED, four_bit
 from .studies import objective
 from .tables import MODEL_ORDER
 
@@ -289,3 +290,53 @@ def _other_keys(point: str) -> str:
     """The point's segments other than its strength (e.g. a pruning criterion), for the legend."""
     parts = point.split("/")
     return " ".join(p.split("~", 1)[1] for p in parts[:-1]) if len(parts) > 1 else ""
+
+
+def retention_vs_size(scale_rows: pd.DataFrame, schemes: dict, threshold: float, out: dict[str, str], dpi: int) -> None:
+    """The scale study (qunlearn.report.scale): mean retention at full precision and each 4-bit scheme
+    (left) and the % of 4-bit codes changed (right) against the parameter count, one line per scheme
+    and release (as trained solid, snapped dashed); the onset threshold dotted. Without a scale study
+    the panels say so."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), squeeze=False)
+    left, right = axes[0]
+    four = four_bit(schemes)
+    full = [s for s in schemes if schemes[s]["quantizer"] == "none"]
+    colours = {**{s: "k" for s in full}, **{s: f"C{i}" for i, s in enumerate(four)}}
+    top = 1.05
+    for ax, prefix, ylabel, shown in (
+        (left, "retention_", "forget retention", [*full, *four]),
+        (right, "pct_codes_changed_", "% 4-bit codes changed", four),
+    ):
+        for release, g in scale_rows.groupby("release", sort=False):
+            g = g.sort_values("params")
+            for s in shown:
+                col = f"{prefix}{s}"
+                if col in g and g[col].notna().any():
+                    ax.plot(
+                        g.params,
+                        g[col],
+                        "-" if release == AS_TRAINED else "--",
+                        marker=MARKERS.get(schemes[s]["quantizer"], "o"),
+                        color=colours[s],
+                        ms=4,
+                        label=f"{s} ({release})",
+                    )
+                    if ax is left:
+                        top = max(top, float(g[col].max()) + 0.05)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters", fontsize=8)
+        ax.set_ylabel(ylabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+    has_rows = bool(left.lines)
+    left.axhline(threshold, color="grey", ls=":", lw=1)
+    left.set_ylim(-0.02, top)
+    if has_rows:
+        left.legend(fontsize=6)
+    else:
+        for ax in (left, right):
+            ax.text(0.5, 0.5, "no model-size study in this config", ha="center", va="center", transform=ax.transAxes)
+    if right.lines:
+        right.set_yscale("symlog", linthresh=0.01)  # a snapped release's NPO may change no code at all
+    fig.tight_layout()
+    save_figure(fig, out, "retention_vs_size", dpi)

@@ -27,6 +27,7 @@ from .quant import (
     zoo_table,
 )
 from .render import write_table
+from .scale import ONSET_RETENTION, onset_table, onset_text, scale_table, scale_text
 from .studies import write_studies
 from .tables import (
     headline_interval,
@@ -138,6 +139,7 @@ def aggregate_quant(
     intervals_csv: str | Path | None = None,
     robust_csv: str | Path | None = None,
     qa: dict | None = None,
+    scale: dict[str, dict] | None = None,
 ) -> None:
     """The tables and figures of rule ``aggregate_quant`` from metrics.csv's headline rows (grid and
     sweep arms are in the study tables; replicates folded into their mean) and the analysis JSONs;
@@ -145,7 +147,9 @@ def aggregate_quant(
     intervals drawn as error bars of retention_vs_bits; ``robust_csv``: rule aggregate_attacks'
     robust_retention.csv (absent or empty: the zoo table has no robust column). The zoo table also
     reports the deployments' rows; the qa_comparison table (made when ``out`` names it: a config
-    with a quantization-aware method) the arms of ``qa`` (Experiment.qa_comparison_for_report())."""
+    with a quantization-aware method) the arms of ``qa`` (Experiment.qa_comparison_for_report());
+    ``scale``: the model-size study's datasets (``Experiment.scale_study``; empty or None: no scale
+    rows)."""
     cfg = from_dict(ReportConfig, report_cfg, "report")
     full = read_metrics(metrics_csv)
     with_seeds = full[full.headline].reset_index(drop=True)
@@ -164,6 +168,11 @@ def aggregate_quant(
     write_table(out, "zoo", zoo_table(zoo_rows, wc, robust, schemes, cfg))
     if key("qa_comparison", "csv") in out:
         write_table(out, "qa_comparison", qa_comparison_table(seed_mean(full), robust, schemes, cfg, qa or {}))
+    sc = scale_table(df, wc, scale or {}, schemes, cfg)
+    write_table(out, "scale", sc, scale_text(sc))
+    onset = onset_table(sc, schemes)
+    write_table(out, "scale_onset", onset, onset_text(onset))
+    figures.retention_vs_size(sc, schemes, ONSET_RETENTION, out, cfg.figure_dpi)
 
     order = {s: i for i, s in enumerate(scheme_order(schemes))}
     group_size = lambda d: [schemes[s].get("group_size") for s in d.scheme]  # noqa: E731
