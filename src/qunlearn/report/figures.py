@@ -297,6 +297,8 @@ def retention_vs_size(scale_rows: pd.DataFrame, schemes: dict, threshold: float,
     (left) and the % of 4-bit codes changed (right) against the parameter count, one line per scheme
     and release (as trained solid, snapped dashed); the onset threshold dotted. Without a scale study
     the panels say so."""
+    from matplotlib.ticker import NullFormatter
+
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9.0, 3.4), squeeze=False)
     left, right = axes[0]
@@ -325,6 +327,8 @@ def retention_vs_size(scale_rows: pd.DataFrame, schemes: dict, threshold: float,
                     if ax is left:
                         top = max(top, float(g[col].max()) + 0.05)
         ax.set_xscale("log")
+        # label the decades only: minor-tick labels of a log axis overlap within one decade
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("parameters", fontsize=8)
         ax.set_ylabel(ylabel, fontsize=8)
         ax.tick_params(labelsize=7)
@@ -338,5 +342,6 @@ def retention_vs_size(scale_rows: pd.DataFrame, schemes: dict, threshold: float,
             ax.text(0.5, 0.5, "no model-size study in this config", ha="center", va="center", transform=ax.transAxes)
     if right.lines:
         right.set_yscale("symlog", linthresh=0.01)  # a snapped release's NPO may change no code at all
+        right.set_ylim(bottom=0)  # a share of codes is never negative
     fig.tight_layout()
     save_figure(fig, out, "retention_vs_size", dpi)
